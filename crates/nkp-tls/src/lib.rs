@@ -1,0 +1,1 @@
+//! TLS transport for nkpacket: rustls (ring provider) over TCP, certificates and verification.
