@@ -32,6 +32,7 @@ mod error;
 mod frame;
 mod link;
 pub mod options;
+mod stream_link;
 mod transport;
 mod transport_kind;
 
@@ -41,5 +42,6 @@ pub use error::{Error, Result};
 pub use frame::{CloseReason, Frame};
 pub use link::{BoxLink, Link, LinkInfo, LinkMeta};
 pub use options::{Options, UserState};
+pub use stream_link::StreamLink;
 pub use transport::{Accepted, BoxListener, ConnectRequest, ListenRequest, Listener, Transport};
 pub use transport_kind::{ParseTransportError, TransportKind};

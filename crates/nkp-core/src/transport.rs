@@ -82,6 +82,22 @@ pub trait Listener: Stream<Item = Result<Accepted, Error>> + Send + Unpin + 'sta
             ))
         })
     }
+
+    /// Sends one datagram from the listener's socket to `remote`, outside any connection
+    /// (the original's `udp.send(listener, ip, port, bytes)`). Stream transports return
+    /// [`Error::Unsupported`].
+    fn send_datagram(
+        &self,
+        remote: SocketAddr,
+        data: Bytes,
+    ) -> BoxFuture<'static, Result<(), Error>> {
+        let _ = (remote, data);
+        Box::pin(async {
+            Err(Error::Unsupported(
+                "this transport has no datagrams to send".into(),
+            ))
+        })
+    }
 }
 
 /// A boxed [`Listener`].
