@@ -1,0 +1,1 @@
+//! The URI-list grammar of nkpacket.
