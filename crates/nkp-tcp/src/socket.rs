@@ -60,3 +60,75 @@ pub fn configure(stream: &TcpStream) -> std::io::Result<()> {
     let keepalive = TcpKeepalive::new().with_time(Duration::from_secs(60));
     SockRef::from(stream).set_tcp_keepalive(&keepalive)
 }
+
+/// [`bind`], retried while the address is in use: up to `retries` more attempts, `delay`
+/// apart (the original slept 1 s between 5 retries, so that a restarted listener gets its
+/// port back once the old socket is gone). Other errors are returned at once; after the last
+/// retry the error is the [`Error::Io`] whose [`code`](Error::code) is `eaddrinuse`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// let first = nkp_tcp::socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+/// let taken = first.local_addr().unwrap();
+/// let err = nkp_tcp::socket::bind_with_retry(taken, 1, Duration::from_millis(10))
+///     .await
+///     .unwrap_err();
+/// assert_eq!(err.code(), "eaddrinuse");
+/// # }
+/// ```
+pub async fn bind_with_retry(
+    addr: SocketAddr,
+    retries: u32,
+    delay: Duration,
+) -> Result<TcpListener, Error> {
+    let mut attempt = 0;
+    loop {
+        match bind(addr) {
+            Err(e) if attempt < retries && e.io_kind() == Some(std::io::ErrorKind::AddrInUse) => {
+                attempt += 1;
+                tracing::debug!(%addr, attempt, "address in use, retrying bind");
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ipv6_listener_is_v6_only_and_separate_from_ipv4() {
+        let v6 = bind("[::1]:0".parse().unwrap()).unwrap();
+        let port = v6.local_addr().unwrap().port();
+        assert!(SockRef::from(&v6).only_v6().unwrap());
+        // The same port on IPv4 is a different socket.
+        let v4 = bind(SocketAddr::from(([127, 0, 0, 1], port)));
+        // The port may be taken on IPv4 by an unrelated process; only "in use" is acceptable
+        // as a failure.
+        if let Err(e) = v4 {
+            assert_eq!(e.code(), "eaddrinuse");
+        }
+    }
+
+    #[tokio::test]
+    async fn connected_sockets_get_nodelay_and_keepalive() {
+        let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let s = connect(addr, Duration::from_secs(10)).await.unwrap();
+        assert!(s.nodelay().unwrap());
+        assert!(SockRef::from(&s).keepalive().unwrap());
+        assert_eq!(s.peer_addr().unwrap(), addr);
+    }
+
+    #[tokio::test]
+    async fn bind_error_names_the_address() {
+        let l = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let err = bind(addr).unwrap_err();
+        assert_eq!(err.code(), "eaddrinuse");
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    }
+}
