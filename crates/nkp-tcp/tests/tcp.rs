@@ -546,3 +546,82 @@ async fn stalled_peer_makes_send_time_out() {
     assert!(client.send(Frame::binary(&b"x"[..])).await.is_err());
     acceptor.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_frame_at_close_is_an_error_not_a_clean_end() {
+    let mut listener = listen(v4(), opts(Framing::Prefix2)).await;
+    let addr = listener.local_addr();
+    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut server = next_link(&mut listener).await;
+    // Declares 10 bytes, sends 3, closes.
+    raw.write_all(b"\x00\x0aabc").await.unwrap();
+    raw.shutdown().await.unwrap();
+    match next_frame(&mut server).await {
+        Some(Err(e)) => assert!(matches!(e, Error::Io { .. }), "{e:?}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_stream_respects_the_cap() {
+    let mut o = Options::default();
+    o.tcp_max_connections = Some(1);
+    let mut listener = TcpTransport::default()
+        .bind_listener(v6(), Arc::new(o))
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let c1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let c2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let first = tokio::time::timeout(WAIT, listener.accept_stream())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.remote, c1.local_addr().unwrap());
+    assert_eq!(first.local, addr);
+    assert!(first.stream.nodelay().unwrap());
+    // The slot is taken: the second client waits (the pending accept is cancel-safe).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.accept_stream())
+            .await
+            .is_err()
+    );
+    drop(first);
+    let second = tokio::time::timeout(WAIT, listener.accept_stream())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.remote, c2.local_addr().unwrap());
+    assert_eq!(listener.active_connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_to_a_full_backlog_times_out() {
+    // A listener that never accepts, with the smallest backlog: once its queue is full the
+    // kernel drops further SYNs, so a connect hangs until connect_timeout.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&v4().into()).unwrap();
+    sock.listen(0).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+
+    let mut o = Options::default();
+    o.connect_timeout = Some(Duration::from_millis(300));
+    let o = Arc::new(o);
+    let mut held = Vec::new();
+    let mut timed_out = None;
+    for _ in 0..8 {
+        match connect(addr, o.clone()).await {
+            Ok(link) => held.push(link),
+            Err(e) => {
+                timed_out = Some(e);
+                break;
+            }
+        }
+    }
+    let err = timed_out.expect("a connect to a full backlog times out");
+    assert!(
+        matches!(err, Error::Timeout { op: "connect", .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "timeout");
+}
