@@ -85,17 +85,26 @@ impl Env {
     }
 }
 
-/// `cmd` as a shell-like line, for echoing and error messages.
+/// Variables every child gets (see [`Env`]): left out of echoed command lines.
+const COMMON_VARS: &[&str] = &["PATH", "VIRTUAL_ENV", "NKP_REQUIRE_PEERS"];
+
+/// `cmd` as a shell-like line, for echoing and error messages. Leaves out the variables
+/// every child gets, and shows cargo as `cargo`.
 pub fn display(cmd: &Command) -> String {
     let mut line = String::new();
     for (k, v) in cmd.get_envs() {
-        if k != "PATH"
+        if !COMMON_VARS.iter().any(|c| k == *c)
             && let Some(v) = v
         {
             line.push_str(&format!("{}={} ", k.to_string_lossy(), v.to_string_lossy()));
         }
     }
-    line.push_str(&cmd.get_program().to_string_lossy());
+    let program = Path::new(cmd.get_program());
+    if program.file_name().is_some_and(|name| name == "cargo") {
+        line.push_str("cargo");
+    } else {
+        line.push_str(&program.to_string_lossy());
+    }
     for arg in cmd.get_args() {
         line.push(' ');
         line.push_str(&arg.to_string_lossy());

@@ -27,7 +27,14 @@ pub fn check(env: &Env) -> Result<Option<String>, String> {
         );
     }
     let mut cargo = env.cargo();
-    cargo.args(["deny", "check", "bans", "licenses", "sources"]);
+    cargo.args([
+        "deny",
+        "check",
+        "--hide-inclusion-graph",
+        "bans",
+        "licenses",
+        "sources",
+    ]);
     cmd::run(cargo)?;
 
     let fetched = fetch_db(env)?;
@@ -50,7 +57,14 @@ pub fn check(env: &Env) -> Result<Option<String>, String> {
         note = Some(msg);
     }
     let mut cargo = env.cargo();
-    cargo.args(["deny", "check", "--disable-fetch", "advisories"]);
+    // `--offline`: use the database on disk as it is (no fetch).
+    cargo.args([
+        "deny",
+        "--offline",
+        "check",
+        "--hide-inclusion-graph",
+        "advisories",
+    ]);
     cmd::run(cargo)?;
     Ok(note)
 }
@@ -63,11 +77,11 @@ fn fetch_db(env: &Env) -> Result<bool, String> {
     match cmd::capture_with_timeout(cargo, FETCH_LIMIT)? {
         Some((true, _)) => Ok(true),
         Some((false, text)) => {
-            // cargo-deny's own message ends with git's reason ("Could not resolve host").
+            // git's own reason ("fatal: ... Could not resolve host: github.com") if any.
             let reason = text
                 .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
+                .find(|l| l.contains("fatal:"))
+                .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()))
                 .unwrap_or("no reason given")
                 .trim();
             eprintln!("xtask: fetching the advisory database failed: {reason}");

@@ -51,6 +51,9 @@ pub fn prepare_env(env: &mut Env) {
     let venv = env.venv();
     let bin = venv.join("bin");
     if bin.is_dir() {
+        if !env.vars.iter().any(|(k, _)| k == "VIRTUAL_ENV") {
+            eprintln!("xtask: {} first on PATH for every step", bin.display());
+        }
         env.prepend_path(&bin);
         env.set("VIRTUAL_ENV", &venv.to_string_lossy());
     }

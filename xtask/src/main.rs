@@ -4,6 +4,7 @@
 //! cargo xtask test [--no-install] [--quick]   install peers, then fmt, clippy, tests,
 //!                                             doctests, rustdoc, cargo-deny
 //! cargo xtask ci   [--no-install] [--quick]   the same (what `.ci/run` runs)
+//! cargo xtask deny                            only cargo-deny
 //! ```
 //!
 //! See [`pipeline`] for the steps and [`install`] for what gets installed.
@@ -25,6 +26,8 @@ tasks:
           cargo fmt --check, clippy -D warnings, nextest (or cargo test),
           doctests, rustdoc -D warnings, cargo deny check
   ci      the same as test (what .ci/run runs)
+  deny    only the cargo-deny step (bans, licenses, sources; advisories
+          when the RustSec database can be had)
   help    this text
 
 options (test, ci):
@@ -55,6 +58,17 @@ fn main() -> ExitCode {
             match pipeline::run(env, opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(()) => ExitCode::FAILURE,
+            }
+        }
+        "deny" => {
+            let mut env = cmd::Env::from_process(workspace_root());
+            install::prepare_env(&mut env);
+            match deny::check(&env) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
         }
         "help" | "-h" | "--help" => {

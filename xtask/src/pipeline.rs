@@ -87,7 +87,7 @@ pub fn run(mut env: Env, opts: Options) -> Result<(), ()> {
     let quick_skip = opts.quick.then_some("--quick");
     install::prepare_env(&mut env);
     if env.ci {
-        eprintln!("xtask: CI=true: NKP_REQUIRE_PEERS=1, nextest profile `ci`");
+        eprintln!("xtask: CI=true: NKP_REQUIRE_PEERS=1 for every step, nextest profile `ci`");
     }
     let mut p = Pipeline {
         env,
