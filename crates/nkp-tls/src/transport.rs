@@ -22,6 +22,10 @@ use crate::{CleanEof, ConfigCache, SessionInfo, accept, connect_tls, server_name
 /// Handshake timeout of accepted connections when the listener has no `connect_timeout`.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Pause of a listener after an accept error caused by resource exhaustion (out of file
+/// descriptors, memory), so that it does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// The link type of TLS connections, both directions.
 pub type TlsLink = StreamLink<CleanEof<TlsStream<TcpStream>>>;
 
@@ -89,6 +93,7 @@ impl TlsTransport {
             limit,
             acquiring: None,
             permit: None,
+            backoff: None,
         })
     }
 
@@ -176,6 +181,7 @@ pub struct TlsListener {
     limit: usize,
     acquiring: Option<Acquire>,
     permit: Option<OwnedSemaphorePermit>,
+    backoff: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl std::fmt::Debug for TlsListener {
@@ -189,6 +195,11 @@ impl std::fmt::Debug for TlsListener {
 }
 
 impl TlsListener {
+    /// The bound address (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
     /// Accepted connections still alive (handshaking or linked).
     pub fn connections(&self) -> usize {
         let reserved = usize::from(self.permit.is_some());
@@ -208,6 +219,12 @@ impl Stream for TlsListener {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if let Some(sleep) = this.backoff.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.backoff = None;
+        }
         if this.permit.is_none() {
             let slots = &this.slots;
             let acquiring = this
@@ -227,6 +244,16 @@ impl Stream for TlsListener {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => {
                 tracing::debug!(local = %this.local, error = %e, "tls accept failed");
+                // A connection that died in the backlog is not a reason to wait; anything
+                // else (EMFILE, ENFILE, ENOMEM, ...) lasts a while.
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::Interrupted
+                ) {
+                    this.backoff = Some(Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)));
+                }
                 Poll::Ready(Some(Err(Error::io("accept", Some(this.local), e))))
             }
             Poll::Ready(Ok((tcp, remote))) => {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use nkp_core::{
-    Accepted, BoxLink, ConnectRequest, Error, Frame, LinkInfo, ListenRequest, Listener, Options,
-    Transport, TransportKind,
+    Accepted, BoxLink, ConnectRequest, Error, Frame, LinkInfo, ListenRequest, Options, Transport,
+    TransportKind,
 };
 use nkp_tls::TlsTransport;
 use nkp_tls::rustls::ProtocolVersion;
