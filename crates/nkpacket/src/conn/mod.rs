@@ -1,0 +1,437 @@
+//! Connections: their description ([`ConnInfo`]), their handle ([`Connection`]) and the
+//! engine task that runs each one.
+
+pub(crate) mod engine;
+pub(crate) mod table;
+
+use std::any::Any;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_core::future::BoxFuture;
+use nkp_core::{BoxLink, Error, Frame, LinkMeta, Options, TransportKind, UserState};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::StopReason;
+
+pub(crate) use engine::ConnSetup;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// Which side opened a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Accepted by a listener.
+    Inbound,
+    /// Opened by `connect` or `send`.
+    Outbound,
+}
+
+/// The description of a connection (the original's *NkPort*): identity, addresses, options.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct ConnInfo(Arc<ConnInfoInner>);
+
+struct ConnInfoInner {
+    serial: u64,
+    id: String,
+    domain: String,
+    protocol: Arc<str>,
+    transport: TransportKind,
+    local: SocketAddr,
+    remote: SocketAddr,
+    listen: Option<SocketAddr>,
+    listener_id: Option<String>,
+    direction: Direction,
+    options: Arc<Options>,
+    user_state: Option<UserState>,
+    meta: LinkMeta,
+}
+
+impl ConnInfo {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        id: String,
+        domain: String,
+        protocol: Arc<str>,
+        link: &nkp_core::LinkInfo,
+        listen: Option<SocketAddr>,
+        listener_id: Option<String>,
+        direction: Direction,
+        options: Arc<Options>,
+        user_state: Option<UserState>,
+    ) -> Self {
+        ConnInfo(Arc::new(ConnInfoInner {
+            serial: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
+            id,
+            domain,
+            protocol,
+            transport: link.transport,
+            local: link.local,
+            remote: link.remote,
+            listen,
+            listener_id,
+            direction,
+            options,
+            user_state,
+            meta: link.meta.clone(),
+        }))
+    }
+
+    /// The connection's id (inbound connections carry their listener's id).
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+    /// The connection's domain.
+    pub fn domain(&self) -> &str {
+        &self.0.domain
+    }
+    /// Name of the protocol (the scheme it was registered under; empty for none).
+    pub fn protocol(&self) -> &str {
+        &self.0.protocol
+    }
+    /// Transport.
+    pub fn transport(&self) -> TransportKind {
+        self.0.transport
+    }
+    /// Local address (for UDP: the listener's socket).
+    pub fn local(&self) -> SocketAddr {
+        self.0.local
+    }
+    /// Remote address.
+    pub fn remote(&self) -> SocketAddr {
+        self.0.remote
+    }
+    /// Address of the listener this connection belongs to or was built on, if any.
+    pub fn listen(&self) -> Option<SocketAddr> {
+        self.0.listen
+    }
+    /// Id of that listener.
+    pub fn listener_id(&self) -> Option<&str> {
+        self.0.listener_id.as_deref()
+    }
+    /// Inbound or outbound.
+    pub fn direction(&self) -> Direction {
+        self.0.direction
+    }
+    /// The connection's options.
+    pub fn options(&self) -> &Options {
+        &self.0.options
+    }
+    /// The application's value (option `user_state`).
+    pub fn user_state(&self) -> Option<&UserState> {
+        self.0.user_state.as_ref()
+    }
+    /// Transport metadata (WebSocket host, path, sub-protocol).
+    pub fn meta(&self) -> &LinkMeta {
+        &self.0.meta
+    }
+    /// The local address as a URI: `<scheme://ip:port;transport=t>`.
+    pub fn local_uri(&self, scheme: &str) -> String {
+        format!(
+            "<{scheme}://{};transport={}>",
+            self.0.local, self.0.transport
+        )
+    }
+    /// The remote address as a URI.
+    pub fn remote_uri(&self, scheme: &str) -> String {
+        format!(
+            "<{scheme}://{};transport={}>",
+            self.0.remote, self.0.transport
+        )
+    }
+    pub(crate) fn serial(&self) -> u64 {
+        self.0.serial
+    }
+}
+
+impl fmt::Display for ConnInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}->{}",
+            self.0.transport, self.0.local, self.0.remote
+        )
+    }
+}
+
+impl fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnInfo")
+            .field("id", &self.0.id)
+            .field("domain", &self.0.domain)
+            .field("protocol", &self.0.protocol)
+            .field("transport", &self.0.transport)
+            .field("local", &self.0.local)
+            .field("remote", &self.0.remote)
+            .field("listen", &self.0.listen)
+            .field("direction", &self.0.direction)
+            .finish()
+    }
+}
+
+/// A message computed from the connection that will carry it.
+pub(crate) type MessageFn = Box<dyn FnOnce(&ConnInfo) -> Box<dyn Any + Send> + Send>;
+
+/// A message on its way to a connection.
+pub(crate) enum Outgoing {
+    /// A protocol message (boxed `P::Message`) or raw bytes / a frame.
+    Msg(Box<dyn Any + Send>),
+    /// A message computed from the connection that carries it (the real local address, ...).
+    Fn(MessageFn),
+}
+
+/// What a connection task is asked to do.
+pub(crate) enum Command {
+    Send {
+        msg: Outgoing,
+        reply: Option<oneshot::Sender<Result<(), Error>>>,
+    },
+    Stop(StopReason),
+    Cast(Box<dyn Any + Send>),
+    SetIdle(Option<Option<Duration>>),
+    GetIdle(oneshot::Sender<Option<Duration>>),
+    Bridged(Connection),
+    Unbridge,
+}
+
+/// A handle to a running connection: send on it, stop it, inspect it. Cheap to clone;
+/// equal handles refer to the same connection.
+#[derive(Clone)]
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    info: ConnInfo,
+    tx: mpsc::Sender<Command>,
+    /// Cancelled when the connection task has ended.
+    done: CancellationToken,
+    task: std::sync::OnceLock<tokio::task::Id>,
+    send_timeout: Option<Duration>,
+}
+
+impl PartialEq for Connection {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+impl Eq for Connection {}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Connection({})", self.shared.info)
+    }
+}
+
+/// How long a sender waits for the connection task when no `send_timeout` is set: far
+/// shorter than the original's 180 s, long enough for any live connection.
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Connection {
+    pub(crate) fn new(
+        info: ConnInfo,
+        tx: mpsc::Sender<Command>,
+        done: CancellationToken,
+        send_timeout: Option<Duration>,
+    ) -> Self {
+        Connection {
+            shared: Arc::new(Shared {
+                info,
+                tx,
+                done,
+                task: std::sync::OnceLock::new(),
+                send_timeout,
+            }),
+        }
+    }
+
+    pub(crate) fn set_task(&self, id: tokio::task::Id) {
+        let _ = self.shared.task.set(id);
+    }
+
+    /// The connection's description.
+    pub fn info(&self) -> &ConnInfo {
+        &self.shared.info
+    }
+
+    /// True while the connection runs.
+    pub fn is_alive(&self) -> bool {
+        !self.shared.done.is_cancelled()
+    }
+
+    /// Resolves when the connection has stopped.
+    pub async fn closed(&self) {
+        self.shared.done.cancelled().await
+    }
+
+    pub(crate) fn done_token(&self) -> CancellationToken {
+        self.shared.done.clone()
+    }
+
+    fn check_caller(&self) -> Result<(), Error> {
+        if let (Some(me), Some(task)) = (tokio::task::try_id(), self.shared.task.get())
+            && me == *task
+        {
+            return Err(Error::SameProcess);
+        }
+        Ok(())
+    }
+
+    async fn request(&self, cmd: Command) -> Result<(), Error> {
+        let limit = self.shared.send_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT);
+        match tokio::time::timeout(limit, self.shared.tx.send(cmd)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::NoProcess),
+            Err(_) => Err(Error::Timeout {
+                op: "send (queue full)",
+                after: limit,
+            }),
+        }
+    }
+
+    async fn send_outgoing(&self, msg: Outgoing) -> Result<(), Error> {
+        self.check_caller()?;
+        let (tx, rx) = oneshot::channel();
+        self.request(Command::Send {
+            msg,
+            reply: Some(tx),
+        })
+        .await?;
+        let limit = self.shared.send_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT);
+        match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(Error::NoProcess),
+            Err(_) => Err(Error::Timeout {
+                op: "send",
+                after: limit,
+            }),
+        }
+    }
+
+    /// Sends a message on this connection and waits until it is written.
+    ///
+    /// The message is the protocol's `Message` type (encoded by its `encode`), or raw data
+    /// that bypasses encoding: a [`Frame`], [`Bytes`], `Vec<u8>` or `String` (sent as text on
+    /// WebSocket).
+    ///
+    /// Errors: [`Error::NoProcess`] if the connection is gone, [`Error::SameProcess`] when
+    /// called from the connection's own protocol code, [`Error::Encode`], transport errors.
+    pub async fn send<M: Send + 'static>(&self, msg: M) -> Result<(), Error> {
+        self.send_outgoing(Outgoing::Msg(Box::new(msg))).await
+    }
+
+    /// Sends a message computed from this connection's description (for protocols that put
+    /// the real local address in their messages).
+    pub async fn send_with<M, F>(&self, make: F) -> Result<(), Error>
+    where
+        M: Send + 'static,
+        F: FnOnce(&ConnInfo) -> M + Send + 'static,
+    {
+        self.send_outgoing(Outgoing::Fn(Box::new(move |c| Box::new(make(c)))))
+            .await
+    }
+
+    /// Queues a message without waiting for it to be written (errors stop the connection,
+    /// as the original's `send_async`). Fails only when the queue is full or the connection
+    /// is gone.
+    pub fn send_async<M: Send + 'static>(&self, msg: M) -> Result<(), Error> {
+        self.shared
+            .tx
+            .try_send(Command::Send {
+                msg: Outgoing::Msg(Box::new(msg)),
+                reply: None,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Error::Timeout {
+                    op: "send (queue full)",
+                    after: Duration::ZERO,
+                },
+                mpsc::error::TrySendError::Closed(_) => Error::NoProcess,
+            })
+    }
+
+    /// Sends a raw frame (no encoding).
+    pub async fn send_frame(&self, frame: Frame) -> Result<(), Error> {
+        self.send(frame).await
+    }
+
+    /// Sends raw bytes (no encoding).
+    pub async fn send_bytes(&self, data: Bytes) -> Result<(), Error> {
+        self.send(data).await
+    }
+
+    /// Delivers an application message to the protocol's `handle` callback.
+    pub fn cast<M: Any + Send>(&self, msg: M) -> Result<(), Error> {
+        self.shared
+            .tx
+            .try_send(Command::Cast(Box::new(msg)))
+            .map_err(|_| Error::NoProcess)
+    }
+
+    /// Asks the connection to stop (asynchronously) with reason `Normal`.
+    pub fn stop(&self) {
+        self.stop_with(StopReason::Normal)
+    }
+
+    /// Asks the connection to stop with a reason.
+    pub fn stop_with(&self, reason: StopReason) {
+        if self
+            .shared
+            .tx
+            .try_send(Command::Stop(reason.clone()))
+            .is_err()
+        {
+            // Queue full or task gone: a spawned send still gets it there.
+            let tx = self.shared.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(Command::Stop(reason)).await;
+            });
+        }
+    }
+
+    /// Stops the connection and waits until it has ended.
+    pub async fn stop_and_wait(&self) {
+        self.stop();
+        self.closed().await
+    }
+
+    /// Restarts the idle timer.
+    pub async fn reset_timeout(&self) -> Result<(), Error> {
+        self.request(Command::SetIdle(None)).await
+    }
+
+    /// Sets a new idle timeout (`None`: never) and restarts the timer.
+    pub async fn set_timeout(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.request(Command::SetIdle(Some(timeout))).await
+    }
+
+    /// Time left before the idle timeout (`None`: no timer).
+    pub async fn remaining_timeout(&self) -> Result<Option<Duration>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.request(Command::GetIdle(tx)).await?;
+        rx.await.map_err(|_| Error::NoProcess)
+    }
+
+    pub(crate) fn bridged_by(&self, peer: Connection) -> Result<(), Error> {
+        self.shared
+            .tx
+            .try_send(Command::Bridged(peer))
+            .map_err(|_| Error::NoProcess)
+    }
+
+    pub(crate) fn unbridge(&self) {
+        let _ = self.shared.tx.try_send(Command::Unbridge);
+    }
+}
+
+/// Where a connection's link comes from.
+pub(crate) enum LinkSource {
+    Ready(BoxLink),
+    Pending(BoxFuture<'static, Result<BoxLink, Error>>),
+}

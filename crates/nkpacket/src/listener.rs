@@ -1,0 +1,353 @@
+//! Listeners: their description ([`ListenerInfo`]), their handle ([`ListenerHandle`]), the
+//! listener task and the table of running listeners.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_core::future::BoxFuture;
+use futures_util::StreamExt;
+use nkp_core::{
+    Accepted, BoxLink, BoxListener, Endpoint, Error, Options, TransportKind, UserState,
+};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::conn::table::ConnectionTable;
+use crate::conn::{ConnSetup, Direction, LinkSource};
+use crate::dynproto::ProtoRef;
+use crate::protocol::{Handled, StopReason};
+
+static NEXT_LISTENER: AtomicU64 = AtomicU64::new(1);
+
+/// The description of a running listener.
+#[derive(Clone)]
+pub struct ListenerInfo(Arc<Inner>);
+
+struct Inner {
+    serial: u64,
+    id: String,
+    domain: String,
+    protocol: Arc<str>,
+    transport: TransportKind,
+    local: SocketAddr,
+    listen_ip: IpAddr,
+    options: Arc<Options>,
+    external_url: Option<String>,
+}
+
+impl ListenerInfo {
+    /// The listener's id.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+    /// Its domain.
+    pub fn domain(&self) -> &str {
+        &self.0.domain
+    }
+    /// Name of its protocol (the scheme it was registered under; empty for none).
+    pub fn protocol(&self) -> &str {
+        &self.0.protocol
+    }
+    /// Its transport.
+    pub fn transport(&self) -> TransportKind {
+        self.0.transport
+    }
+    /// The bound address, with the real port.
+    pub fn local(&self) -> SocketAddr {
+        self.0.local
+    }
+    /// The IP address asked for (the bind address).
+    pub fn listen_ip(&self) -> IpAddr {
+        self.0.listen_ip
+    }
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.0.local.port()
+    }
+    /// Transport and bound address.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::new(self.0.transport, self.0.local)
+    }
+    /// The listener's options.
+    pub fn options(&self) -> &Options {
+        &self.0.options
+    }
+    /// The application's value (option `user_state`).
+    pub fn user_state(&self) -> Option<&UserState> {
+        self.0.options.user_state.as_ref()
+    }
+    /// External URL (http/https listeners).
+    pub fn external_url(&self) -> Option<&str> {
+        self.0.external_url.as_deref()
+    }
+    pub(crate) fn serial(&self) -> u64 {
+        self.0.serial
+    }
+}
+
+impl fmt::Debug for ListenerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerInfo")
+            .field("id", &self.0.id)
+            .field("domain", &self.0.domain)
+            .field("protocol", &self.0.protocol)
+            .field("endpoint", &self.endpoint())
+            .finish()
+    }
+}
+
+/// Requests to a listener task.
+pub(crate) enum ListenerCtl {
+    Open {
+        remote: SocketAddr,
+        options: Arc<Options>,
+        reply: oneshot::Sender<BoxFuture<'static, Result<BoxLink, Error>>>,
+    },
+    Datagram {
+        remote: SocketAddr,
+        data: Bytes,
+        reply: oneshot::Sender<BoxFuture<'static, Result<(), Error>>>,
+    },
+}
+
+/// A handle to a running listener.
+#[derive(Clone)]
+pub struct ListenerHandle {
+    info: ListenerInfo,
+    ctl: mpsc::Sender<ListenerCtl>,
+    pub(crate) cancel: CancellationToken,
+    done: CancellationToken,
+}
+
+impl fmt::Debug for ListenerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ListenerHandle({:?})", self.info)
+    }
+}
+
+impl PartialEq for ListenerHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.info.serial() == other.info.serial()
+    }
+}
+
+impl ListenerHandle {
+    /// The listener's description.
+    pub fn info(&self) -> &ListenerInfo {
+        &self.info
+    }
+
+    /// True while the listener runs.
+    pub fn is_running(&self) -> bool {
+        !self.done.is_cancelled()
+    }
+
+    /// Stops the listener (and every connection that belongs to it) and waits until it
+    /// has stopped. Stopping a stopped listener is fine.
+    pub async fn stop(&self) {
+        self.cancel.cancel();
+        self.done.cancelled().await;
+    }
+
+    /// Sends a datagram from the listener's socket (UDP), outside any connection.
+    pub async fn send_datagram(&self, remote: SocketAddr, data: Bytes) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.ctl
+            .send(ListenerCtl::Datagram {
+                remote,
+                data,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::NoProcess)?;
+        rx.await.map_err(|_| Error::NoProcess)?.await
+    }
+
+    /// Opens a link to `remote` over the listener's socket (UDP, SCTP).
+    pub(crate) async fn open(
+        &self,
+        remote: SocketAddr,
+        options: Arc<Options>,
+    ) -> Result<BoxLink, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.ctl
+            .send(ListenerCtl::Open {
+                remote,
+                options,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Error::NoProcess)?;
+        rx.await.map_err(|_| Error::NoProcess)?.await
+    }
+}
+
+/// The running listeners, in start order.
+#[derive(Default)]
+pub(crate) struct ListenerTable {
+    list: Mutex<Vec<ListenerHandle>>,
+}
+
+impl ListenerTable {
+    pub(crate) fn all(&self) -> Vec<ListenerHandle> {
+        self.list
+            .lock()
+            .iter()
+            .filter(|l| l.is_running())
+            .cloned()
+            .collect()
+    }
+
+    fn insert(&self, h: ListenerHandle) {
+        self.list.lock().push(h);
+    }
+
+    fn remove(&self, serial: u64) {
+        self.list.lock().retain(|l| l.info.serial() != serial);
+    }
+}
+
+/// What the listener task needs from the node.
+pub(crate) struct ListenerStart {
+    pub(crate) id: String,
+    pub(crate) domain: String,
+    pub(crate) proto: ProtoRef,
+    pub(crate) transport: TransportKind,
+    pub(crate) listen_ip: IpAddr,
+    pub(crate) options: Arc<Options>,
+    pub(crate) external_url: Option<String>,
+    pub(crate) socket: BoxListener,
+    pub(crate) conns: Arc<ConnectionTable>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Registers a bound listener, runs `listen_init` and spawns its task.
+pub(crate) fn spawn(table: &Arc<ListenerTable>, start: ListenerStart) -> ListenerHandle {
+    let local = start.socket.local_addr();
+    let info = ListenerInfo(Arc::new(Inner {
+        serial: NEXT_LISTENER.fetch_add(1, Ordering::Relaxed),
+        id: start.id,
+        domain: start.domain,
+        protocol: start.proto.name.clone(),
+        transport: start.transport,
+        local,
+        listen_ip: start.listen_ip,
+        options: start.options,
+        external_url: start.external_url,
+    }));
+    let (ctl_tx, ctl_rx) = mpsc::channel(64);
+    let cancel = match &info.options().monitor {
+        Some(m) => m.child_token(),
+        None => CancellationToken::new(),
+    };
+    let handle = ListenerHandle {
+        info: info.clone(),
+        ctl: ctl_tx,
+        cancel: cancel.clone(),
+        done: CancellationToken::new(),
+    };
+    table.insert(handle.clone());
+    start.proto.proto.listen_init(&info);
+    tracing::info!(listener = %info.endpoint(), id = info.id(), domain = info.domain(), "listener started");
+    let span = tracing::info_span!("listener", endpoint = %info.endpoint(), domain = info.domain());
+    let task = ListenerTask {
+        info,
+        proto: start.proto,
+        socket: start.socket,
+        conns: start.conns,
+        shutdown: start.shutdown,
+        cancel,
+        done: handle.done.clone(),
+        table: table.clone(),
+    };
+    tokio::spawn(task.run(ctl_rx).instrument(span));
+    handle
+}
+
+struct ListenerTask {
+    info: ListenerInfo,
+    proto: ProtoRef,
+    socket: BoxListener,
+    conns: Arc<ConnectionTable>,
+    shutdown: CancellationToken,
+    cancel: CancellationToken,
+    done: CancellationToken,
+    table: Arc<ListenerTable>,
+}
+
+impl ListenerTask {
+    async fn run(mut self, mut ctl: mpsc::Receiver<ListenerCtl>) {
+        let reason = loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break StopReason::Normal,
+                _ = self.shutdown.cancelled() => break StopReason::Shutdown,
+                cmd = ctl.recv() => match cmd {
+                    Some(ListenerCtl::Open { remote, options, reply }) => {
+                        let _ = reply.send(self.socket.open(remote, options));
+                    }
+                    Some(ListenerCtl::Datagram { remote, data, reply }) => {
+                        let _ = reply.send(self.socket.send_datagram(remote, data));
+                    }
+                    None => break StopReason::Normal,
+                },
+                item = self.socket.next() => match item {
+                    Some(Ok(Accepted::Link(link))) => self.spawn_conn(LinkSource::Ready(link)),
+                    Some(Ok(Accepted::Pending(hs))) => self.spawn_conn(LinkSource::Pending(hs)),
+                    Some(Ok(Accepted::Datagram { remote, data })) => {
+                        if let Handled::Stop(r) = self.proto.proto.listen_parse(remote, data, &self.info) {
+                            break r;
+                        }
+                    }
+                    Some(Err(e)) => tracing::debug!(error = %e, "incoming connection failed"),
+                    None => break StopReason::Error("listening socket closed".into()),
+                },
+            }
+        };
+        tracing::info!(%reason, "listener stopping");
+        // Connections of this listener watch this token.
+        self.cancel.cancel();
+        self.proto.proto.listen_stop(&reason, &self.info);
+        self.table.remove(self.info.serial());
+        drop(self.socket);
+        self.done.cancel();
+    }
+
+    fn spawn_conn(&self, link: LinkSource) {
+        let slot = match self.conns.reserve() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "incoming connection refused");
+                return;
+            }
+        };
+        let opts = self.info.options();
+        self.proto.proto.spawn(ConnSetup {
+            link,
+            id: self.info.id().to_string(),
+            domain: self.info.domain().to_string(),
+            protocol_name: self.proto.name.clone(),
+            listen: Some(self.info.local()),
+            listener_id: Some(self.info.id().to_string()),
+            direction: Direction::Inbound,
+            options: Arc::new(inbound_options(opts)),
+            listener_stop: Some(self.cancel.clone()),
+            shutdown: self.shutdown.clone(),
+            slot,
+            ready: None,
+        });
+    }
+}
+
+/// Options an inbound connection inherits from its listener (§1.8): everything but the
+/// listener-only filters and the monitor (connections die with the listener anyway).
+fn inbound_options(listener: &Options) -> Options {
+    let mut o = listener.clone();
+    o.monitor = None;
+    o
+}

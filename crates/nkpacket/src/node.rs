@@ -1,0 +1,525 @@
+//! [`Nkpacket`]: one node of the transport layer — its protocols, listeners, connections and
+//! configuration. No globals: several nodes can live in one process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nkp_core::options::ResolveType;
+use nkp_core::{Error, ListenRequest, Options, Transport, TransportKind};
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::Connection;
+use crate::conn::table::ConnectionTable;
+use crate::dynproto::ProtoRef;
+use crate::listener::{self, ListenerHandle, ListenerStart, ListenerTable};
+use crate::protocol::Protocol;
+use crate::registry::ProtocolRegistry;
+use crate::resolve::{self, Destination, ResolveCtx, Spec, Target};
+
+/// Node-wide settings (the original's application environment, §3.1).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Cap on live connections, inbound and outbound (default 1024).
+    pub max_connections: usize,
+    /// Bind retries when an address is in use (default 5).
+    pub bind_retries: u32,
+    /// Delay between bind retries (default 1 s).
+    pub bind_retry_delay: Duration,
+    /// Host name that the special host `node` stands for (default: `localhost`).
+    pub node_host: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_connections: nkp_core::options::defaults::MAX_CONNECTIONS,
+            bind_retries: 5,
+            bind_retry_delay: Duration::from_secs(1),
+            node_host: "localhost".into(),
+        }
+    }
+}
+
+/// Builds an [`Nkpacket`] node.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use nkpacket::{Nkpacket, echo::Echo};
+/// let nk = Nkpacket::builder().max_connections(100).protocol("echo", Echo).build();
+/// assert_eq!(nk.config().max_connections, 100);
+/// # }
+/// ```
+pub struct NkpacketBuilder {
+    config: Config,
+    transports: HashMap<TransportKind, Arc<dyn Transport>>,
+    registry: ProtocolRegistry,
+}
+
+impl NkpacketBuilder {
+    /// Sets the whole configuration.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the connection cap.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// Sets the bind retry policy.
+    pub fn bind_retries(mut self, retries: u32, delay: Duration) -> Self {
+        self.config.bind_retries = retries;
+        self.config.bind_retry_delay = delay;
+        self
+    }
+
+    /// Adds (or replaces) a transport implementation for the kinds it serves.
+    pub fn transport(mut self, t: Arc<dyn Transport>) -> Self {
+        for k in t.kinds() {
+            self.transports.insert(*k, t.clone());
+        }
+        self
+    }
+
+    /// Registers a protocol for a scheme, for every domain.
+    pub fn protocol<P: Protocol>(self, scheme: &str, p: P) -> Self {
+        self.registry.register(scheme, ProtoRef::new(scheme, p));
+        self
+    }
+
+    /// Builds the node.
+    pub fn build(self) -> Nkpacket {
+        Nkpacket {
+            inner: Arc::new(Inner {
+                conns: Arc::new(ConnectionTable::new(self.config.max_connections)),
+                config: RwLock::new(self.config),
+                transports: self.transports,
+                registry: self.registry,
+                listeners: Arc::new(ListenerTable::default()),
+                shutdown: CancellationToken::new(),
+                connect_locks: parking_lot::Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+/// One nkpacket node. Cheap to clone; clones share everything.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use nkpacket::{Nkpacket, Options, echo::Echo};
+///
+/// let nk = Nkpacket::builder().protocol("echo", Echo).build();
+/// let listener = nk
+///     .start_listener("echo://127.0.0.1:0;transport=tcp", Options::default())
+///     .await
+///     .unwrap();
+/// let uri = format!("echo://127.0.0.1:{};transport=tcp", listener.info().port());
+/// let conn = nk.send(uri.as_str(), bytes::Bytes::from_static(b"hi"), Options::default()).await.unwrap();
+/// assert_eq!(conn.info().remote().port(), listener.info().port());
+/// nk.shutdown().await;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Nkpacket {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: RwLock<Config>,
+    pub(crate) transports: HashMap<TransportKind, Arc<dyn Transport>>,
+    pub(crate) registry: ProtocolRegistry,
+    pub(crate) conns: Arc<ConnectionTable>,
+    pub(crate) listeners: Arc<ListenerTable>,
+    pub(crate) shutdown: CancellationToken,
+    /// Serializes concurrent connects to the same place (§5.6 step 3, keyed properly).
+    pub(crate) connect_locks:
+        parking_lot::Mutex<HashMap<crate::conn::table::ConnKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl ResolveCtx for Inner {
+    fn protocol(&self, domain: Option<&str>, scheme: &str) -> Option<ProtoRef> {
+        self.registry.get(domain, scheme)
+    }
+    fn protocol_by_name(&self, name: &str) -> Option<ProtoRef> {
+        self.registry.get(None, name)
+    }
+    fn node_host(&self) -> String {
+        self.config.read().node_host.clone()
+    }
+}
+
+impl Default for Nkpacket {
+    fn default() -> Self {
+        Nkpacket::builder().build()
+    }
+}
+
+impl Nkpacket {
+    /// A builder with the transports compiled in (cargo features) and no protocols.
+    pub fn builder() -> NkpacketBuilder {
+        #[allow(unused_mut)]
+        let mut b = NkpacketBuilder {
+            config: Config::default(),
+            transports: HashMap::new(),
+            registry: ProtocolRegistry::default(),
+        };
+        #[cfg(feature = "tcp")]
+        {
+            // Bind retries are the node's (for every transport), not the transport's.
+            b = b.transport(Arc::new(
+                nkp_tcp::TcpTransport::new().with_bind_retry(0, Duration::ZERO),
+            ));
+        }
+        b
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.inner.config.read().clone()
+    }
+
+    /// Changes the configuration at run time (the connection cap applies at once).
+    pub fn set_config(&self, config: Config) {
+        self.inner.conns.set_max(config.max_connections);
+        *self.inner.config.write() = config;
+    }
+
+    // ---------------------------------------------------------------- protocols
+
+    /// Registers a protocol for a scheme in every domain; a later registration replaces it.
+    pub fn register_protocol<P: Protocol>(&self, scheme: &str, p: P) {
+        self.inner
+            .registry
+            .register(scheme, ProtoRef::new(scheme, p));
+    }
+
+    /// Registers a protocol for a scheme in one domain (it wins over the global one there).
+    pub fn register_domain_protocol<P: Protocol>(&self, domain: &str, scheme: &str, p: P) {
+        self.inner
+            .registry
+            .register_in(domain, scheme, ProtoRef::new(scheme, p));
+    }
+
+    /// The Rust type name of the protocol a scheme maps to (in `domain`, falling back to
+    /// the global registration), or `None`.
+    pub fn protocol_type(&self, domain: Option<&str>, scheme: &str) -> Option<&'static str> {
+        self.inner
+            .registry
+            .get(domain, scheme)
+            .map(|p| p.proto.type_name())
+    }
+
+    // ---------------------------------------------------------------- resolution
+
+    /// Resolves a spec into destinations, as `connect` would (`listen`: as a listener).
+    pub async fn resolve(
+        &self,
+        spec: impl Into<Spec>,
+        opts: &Options,
+        listen: bool,
+    ) -> Result<Vec<Destination>, Error> {
+        let mode = if listen {
+            ResolveType::Listen
+        } else {
+            ResolveType::Connect
+        };
+        let targets = resolve::resolve_spec(&*self.inner, spec.into(), opts, mode).await?;
+        Ok(targets
+            .into_iter()
+            .filter_map(|t| match t {
+                Target::Dest(d) | Target::Current(d) | Target::Connect(d) => Some(d),
+                Target::Conn(_) => None,
+            })
+            .collect())
+    }
+
+    pub(crate) fn transport(&self, kind: TransportKind) -> Result<Arc<dyn Transport>, Error> {
+        self.inner.transports.get(&kind).cloned().ok_or_else(|| {
+            Error::Unsupported(format!(
+                "transport {kind} is not available in this build (enable its cargo feature)"
+            ))
+        })
+    }
+
+    // ---------------------------------------------------------------- listeners
+
+    /// Starts a listener. The spec must resolve to exactly one address.
+    ///
+    /// Errors: [`Error::NoListener`] / [`Error::MultipleListeners`], [`Error::AlreadyStarted`]
+    /// for the same id on the same address, bind errors (after the configured retries when
+    /// the address is in use), [`Error::Unsupported`] for a transport not compiled in.
+    pub async fn start_listener(
+        &self,
+        spec: impl Into<Spec>,
+        opts: Options,
+    ) -> Result<ListenerHandle, Error> {
+        let spec = spec.into();
+        let from_dest = matches!(spec, Spec::Dest(_));
+        let mut dests = self.resolve(spec, &opts, true).await?;
+        let d = match dests.len() {
+            0 => return Err(Error::NoListener),
+            1 => dests.remove(0),
+            n => return Err(Error::MultipleListeners(n)),
+        };
+        let proto = d.proto.clone().unwrap_or_else(ProtoRef::none);
+        let id = d.options.id.clone().unwrap_or_else(resolve::random_id);
+        let domain = d.options.domain_or_default().to_string();
+        let endpoint = format!("{}:{}", d.transport, d.addr);
+        if self.inner.listeners.all().iter().any(|l| {
+            l.info().id() == id
+                && l.info().transport() == d.transport
+                && (l.info().local() == d.addr
+                    || (d.addr.port() != 0
+                        && l.info().local().port() == d.addr.port()
+                        && l.info().listen_ip() == d.addr.ip()))
+        }) {
+            return Err(Error::AlreadyStarted { id, endpoint });
+        }
+        let transport = self.transport(d.transport)?;
+        let mut options = d.options.clone();
+        if options.tcp_packet.is_none()
+            && let Some(f) = proto.proto.framing()
+        {
+            options.tcp_packet = Some(f);
+        }
+        let options = Arc::new(options);
+
+        // Port 0 on a destination given directly: the protocol's default port first, then
+        // an ephemeral one (§2.6).
+        let mut candidates = vec![d.addr];
+        if d.addr.port() == 0
+            && from_dest
+            && let Some(p) = proto.proto.default_port(d.transport)
+        {
+            candidates.insert(0, SocketAddr::new(d.addr.ip(), p));
+        }
+        let (retries, delay) = {
+            let c = self.inner.config.read();
+            (c.bind_retries, c.bind_retry_delay)
+        };
+        let mut last_err = None;
+        let mut socket = None;
+        'outer: for (i, addr) in candidates.iter().enumerate() {
+            let last_candidate = i + 1 == candidates.len();
+            let mut attempt = 0;
+            loop {
+                let req = ListenRequest {
+                    transport: d.transport,
+                    addr: *addr,
+                    options: options.clone(),
+                };
+                match transport.listen(req).await {
+                    Ok(s) => {
+                        socket = Some(s);
+                        break 'outer;
+                    }
+                    Err(e) if e.code() == "eaddrinuse" && !last_candidate => {
+                        last_err = Some(e);
+                        continue 'outer;
+                    }
+                    Err(e) if e.code() == "eaddrinuse" && attempt < retries => {
+                        attempt += 1;
+                        tracing::debug!(%addr, attempt, "address in use; retrying");
+                        last_err = Some(e);
+                        tokio::time::sleep(delay).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let Some(socket) = socket else {
+            return Err(last_err.unwrap_or(Error::NoListener));
+        };
+        let external_url = options.external_url.clone();
+        Ok(listener::spawn(
+            &self.inner.listeners,
+            ListenerStart {
+                id,
+                domain,
+                proto,
+                transport: d.transport,
+                listen_ip: d.addr.ip(),
+                options,
+                external_url,
+                socket,
+                conns: self.inner.conns.clone(),
+                shutdown: self.inner.shutdown.clone(),
+            },
+        ))
+    }
+
+    /// Every running listener, in start order.
+    pub fn listeners(&self) -> Vec<ListenerHandle> {
+        self.inner.listeners.all()
+    }
+
+    /// The running listeners of a domain.
+    pub fn listeners_in(&self, domain: &str) -> Vec<ListenerHandle> {
+        self.listeners()
+            .into_iter()
+            .filter(|l| l.info().domain() == domain)
+            .collect()
+    }
+
+    /// Domains with listeners, each with its listener ids.
+    pub fn listener_domains(&self) -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for l in self.listeners() {
+            m.entry(l.info().domain().to_string())
+                .or_default()
+                .push(l.info().id().to_string());
+        }
+        m
+    }
+
+    /// The listener with this id.
+    ///
+    /// Errors: [`Error::IdNotFound`], [`Error::MultipleIds`] when several share it.
+    pub fn listener(&self, id: &str) -> Result<ListenerHandle, Error> {
+        let mut found: Vec<_> = self
+            .listeners()
+            .into_iter()
+            .filter(|l| l.info().id() == id)
+            .collect();
+        match found.len() {
+            0 => Err(Error::IdNotFound(id.to_string())),
+            1 => Ok(found.remove(0)),
+            _ => Err(Error::MultipleIds(id.to_string())),
+        }
+    }
+
+    /// Stops every listener with this id (fine if there is none).
+    pub async fn stop_listeners(&self, id: &str) {
+        for l in self.listeners().into_iter().filter(|l| l.info().id() == id) {
+            l.stop().await;
+        }
+    }
+
+    /// Stops every listener, or those of one domain.
+    pub async fn stop_all(&self, domain: Option<&str>) {
+        for l in self.listeners() {
+            if domain.is_none_or(|d| l.info().domain() == d) {
+                l.stop().await;
+            }
+        }
+    }
+
+    /// Listeners that can serve as base for outbound connections (§5.6): same domain,
+    /// protocol and transport, and an address of the given family.
+    pub fn listening(
+        &self,
+        protocol: &str,
+        transport: TransportKind,
+        domain: &str,
+        ipv6: bool,
+    ) -> Vec<ListenerHandle> {
+        self.listeners()
+            .into_iter()
+            .filter(|l| {
+                let i = l.info();
+                i.protocol() == protocol
+                    && i.transport() == transport
+                    && i.domain() == domain
+                    && i.local().is_ipv6() == ipv6
+            })
+            .collect()
+    }
+
+    /// True when the URI resolves to an address one of our listeners serves (§12).
+    pub async fn is_local(&self, spec: impl Into<Spec>, opts: &Options) -> bool {
+        let Ok(dests) = self.resolve(spec, opts, false).await else {
+            return false;
+        };
+        let listeners = self.listeners();
+        dests.iter().any(|d| {
+            listeners.iter().any(|l| {
+                let i = l.info();
+                let port_ok = i.port() == d.addr.port();
+                let ip_ok = i.local().ip() == d.addr.ip()
+                    || (i.local().ip().is_unspecified()
+                        && i.local().is_ipv6() == d.addr.is_ipv6()
+                        && is_local_ip(d.addr.ip()));
+                i.transport() == d.transport && i.protocol() == d.scheme && port_ok && ip_ok
+            })
+        })
+    }
+
+    // ---------------------------------------------------------------- connections
+
+    /// Every live connection, oldest first.
+    pub fn connections(&self) -> Vec<Connection> {
+        self.inner.conns.all()
+    }
+
+    /// The live connections of a domain.
+    pub fn connections_in(&self, domain: &str) -> Vec<Connection> {
+        self.connections()
+            .into_iter()
+            .filter(|c| c.info().domain() == domain)
+            .collect()
+    }
+
+    /// Number of live connections.
+    pub fn connection_count(&self) -> usize {
+        self.inner.conns.count()
+    }
+
+    /// Live connections reusable for (domain, protocol, transport, remote) — what `send`
+    /// would reuse.
+    pub fn find_connections(
+        &self,
+        domain: &str,
+        protocol: &str,
+        transport: TransportKind,
+        remote: SocketAddr,
+    ) -> Vec<Connection> {
+        self.inner.conns.lookup(&crate::conn::table::ConnKey {
+            domain: domain.to_string(),
+            protocol: Arc::from(protocol),
+            transport,
+            remote,
+        })
+    }
+
+    /// Stops every connection, or those of one domain.
+    pub fn stop_connections(&self, domain: Option<&str>) {
+        for c in self.connections() {
+            if domain.is_none_or(|d| c.info().domain() == d) {
+                c.stop();
+            }
+        }
+    }
+
+    /// Stops everything: listeners stop accepting, connections close (WebSocket with
+    /// 1001), and this waits until all of them have ended or `grace` has passed.
+    pub async fn shutdown_with(&self, grace: Duration) {
+        self.inner.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + grace;
+        for l in self.inner.listeners.all() {
+            let _ = tokio::time::timeout_at(deadline, l.stop()).await;
+        }
+        for c in self.inner.conns.all() {
+            let _ = tokio::time::timeout_at(deadline, c.closed()).await;
+        }
+    }
+
+    /// [`Nkpacket::shutdown_with`] with a 5 s grace period.
+    pub async fn shutdown(&self) {
+        self.shutdown_with(Duration::from_secs(5)).await
+    }
+}
+
+/// True for unspecified addresses and the machine's loopback; other local addresses are
+/// checked by trying to bind them.
+pub fn is_local_ip(ip: IpAddr) -> bool {
+    if ip.is_unspecified() || ip.is_loopback() {
+        return true;
+    }
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}

@@ -1,0 +1,385 @@
+//! `send` and `connect` (§5): walking the destination list, reusing connections, opening new
+//! ones, and the UDP → TCP fallback.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use nkp_core::options::ResolveType;
+use nkp_core::{ConnectRequest, Error, Options, TransportKind};
+use tokio::sync::oneshot;
+
+use crate::conn::table::ConnKey;
+use crate::conn::{ConnInfo, ConnSetup, Connection, Direction, LinkSource};
+use crate::dynproto::ProtoRef;
+use crate::listener::ListenerHandle;
+use crate::node::Nkpacket;
+use crate::resolve::{self, Destination, Spec, Target};
+
+/// A message that can be sent more than once (one try per destination).
+trait Resendable: Send + Sync {
+    fn send_on<'a>(
+        &'a self,
+        conn: &'a Connection,
+    ) -> futures_core::future::BoxFuture<'a, Result<(), Error>>;
+}
+
+struct Plain<M>(M);
+impl<M: Clone + Send + Sync + 'static> Resendable for Plain<M> {
+    fn send_on<'a>(
+        &'a self,
+        conn: &'a Connection,
+    ) -> futures_core::future::BoxFuture<'a, Result<(), Error>> {
+        Box::pin(conn.send(self.0.clone()))
+    }
+}
+
+struct WithFn<F>(F);
+impl<M, F> Resendable for WithFn<F>
+where
+    M: Send + 'static,
+    F: Fn(&ConnInfo) -> M + Clone + Send + Sync + 'static,
+{
+    fn send_on<'a>(
+        &'a self,
+        conn: &'a Connection,
+    ) -> futures_core::future::BoxFuture<'a, Result<(), Error>> {
+        Box::pin(conn.send_with(self.0.clone()))
+    }
+}
+
+/// The ws/wss reuse filter (§5.4): host, path and sub-protocol must not conflict.
+fn meta_compatible(conn: &Connection, d: &Destination) -> bool {
+    if !matches!(d.transport, TransportKind::Ws | TransportKind::Wss) {
+        return true;
+    }
+    let m = conn.info().meta();
+    let ok = |want: &Option<String>, have: &Option<String>| match (want, have) {
+        (Some(w), Some(h)) => w == h,
+        _ => true,
+    };
+    let path = d.options.path.clone().or_else(|| Some("/".to_string()));
+    ok(&d.options.host, &m.host) && ok(&path, &m.path) && ok(&d.options.ws_proto, &m.ws_proto)
+}
+
+fn key_of(d: &Destination) -> ConnKey {
+    ConnKey {
+        domain: d.options.domain_or_default().to_string(),
+        protocol: Arc::from(d.scheme.as_str()),
+        transport: d.transport,
+        remote: d.addr,
+    }
+}
+
+impl Nkpacket {
+    /// Sends a message (§5): resolves the spec, then for each destination in order reuses a
+    /// live connection of the same domain, protocol, transport and address, or opens a new
+    /// one, until one accepts the message. Returns the connection used.
+    ///
+    /// `msg` is the protocol's `Message` type, or raw data (a [`crate::Frame`], `Bytes`,
+    /// `Vec<u8>`, `String`). A UDP message larger than `udp_max_size` goes over TCP to the
+    /// same address when `udp_to_tcp` is set. When every destination failed, the last error
+    /// is returned; an empty list gives [`Error::NoTransports`].
+    pub async fn send<M>(
+        &self,
+        spec: impl Into<Spec>,
+        msg: M,
+        opts: Options,
+    ) -> Result<Connection, Error>
+    where
+        M: Clone + Send + Sync + 'static,
+    {
+        self.send_dyn(spec.into(), &Plain(msg), opts).await
+    }
+
+    /// Like [`Nkpacket::send`], with the message computed from the connection that carries
+    /// it (so it can contain the real local address and port).
+    pub async fn send_with<M, F>(
+        &self,
+        spec: impl Into<Spec>,
+        make: F,
+        opts: Options,
+    ) -> Result<Connection, Error>
+    where
+        M: Send + 'static,
+        F: Fn(&ConnInfo) -> M + Clone + Send + Sync + 'static,
+    {
+        self.send_dyn(spec.into(), &WithFn(make), opts).await
+    }
+
+    async fn send_dyn(
+        &self,
+        spec: Spec,
+        msg: &dyn Resendable,
+        opts: Options,
+    ) -> Result<Connection, Error> {
+        let targets = resolve::resolve_spec(&*self.inner, spec, &opts, ResolveType::Send).await?;
+        let mut queue: VecDeque<Target> = targets.into();
+        let mut last_err: Option<Error> = None;
+        while let Some(t) = queue.pop_front() {
+            match t {
+                Target::Conn(c) => match msg.send_on(&c).await {
+                    Ok(()) => return Ok(c),
+                    Err(e) => last_err = Some(e),
+                },
+                Target::Dest(d) | Target::Current(d) if d.options.force_new == Some(true) => {
+                    queue.push_front(Target::Connect(d));
+                }
+                t @ (Target::Dest(_) | Target::Current(_)) => {
+                    let (mut d, current_only) = match t {
+                        Target::Current(d) => (d, true),
+                        Target::Dest(d) => (d, false),
+                        _ => continue,
+                    };
+                    if let Err(e) = self.fill_port(&mut d) {
+                        last_err = Some(e);
+                        continue;
+                    }
+                    let mut too_large = false;
+                    for c in self.reusable(&d) {
+                        match msg.send_on(&c).await {
+                            Ok(()) => return Ok(c),
+                            Err(e @ Error::UdpTooLarge { .. }) => {
+                                last_err = Some(e);
+                                too_large = true;
+                                break;
+                            }
+                            Err(e) => last_err = Some(e),
+                        }
+                    }
+                    if too_large {
+                        if let Some(tcp) = udp_to_tcp(&d) {
+                            queue.push_front(Target::Dest(tcp));
+                        }
+                        continue;
+                    }
+                    // `Current` never opens a stream connection; a UDP per-peer one is cheap.
+                    if !current_only || d.transport == TransportKind::Udp {
+                        queue.push_front(Target::Connect(d));
+                    }
+                }
+                Target::Connect(mut d) => {
+                    if let Err(e) = self.fill_port(&mut d) {
+                        last_err = Some(e);
+                        continue;
+                    }
+                    match self.connect_dest(&d, true).await {
+                        Ok(c) => match msg.send_on(&c).await {
+                            Ok(()) => return Ok(c),
+                            Err(e @ Error::UdpTooLarge { .. }) => {
+                                last_err = Some(e);
+                                if let Some(tcp) = udp_to_tcp(&d) {
+                                    queue.push_front(Target::Dest(tcp));
+                                }
+                            }
+                            Err(e) => last_err = Some(e),
+                        },
+                        Err(e) => last_err = Some(e),
+                    }
+                }
+            }
+        }
+        Err(last_err.unwrap_or(Error::NoTransports))
+    }
+
+    /// Sends only on an existing connection to the destination (the original's
+    /// `{current, NkConn}`): never opens a stream connection (UDP per-peer connections are
+    /// cheap and may be created).
+    pub async fn send_current<M>(
+        &self,
+        dest: Destination,
+        msg: M,
+        opts: Options,
+    ) -> Result<Connection, Error>
+    where
+        M: Clone + Send + Sync + 'static,
+    {
+        self.send_dyn(Spec::Current(dest), &Plain(msg), opts).await
+    }
+
+    /// Opens a new connection (never reuses), trying the resolved destinations in order;
+    /// `conn_init` has run when this returns.
+    pub async fn connect(&self, spec: impl Into<Spec>, opts: Options) -> Result<Connection, Error> {
+        let targets =
+            resolve::resolve_spec(&*self.inner, spec.into(), &opts, ResolveType::Connect).await?;
+        let mut last_err = None;
+        for t in targets {
+            let mut d = match t {
+                Target::Dest(d) | Target::Connect(d) | Target::Current(d) => d,
+                Target::Conn(c) => return Ok(c),
+            };
+            if let Err(e) = self.fill_port(&mut d) {
+                last_err = Some(e);
+                continue;
+            }
+            match self.connect_dest(&d, false).await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::debug!(dest = %d.addr, error = %e, "connect failed; trying next");
+                    last_err = Some(e)
+                }
+            }
+        }
+        Err(last_err.unwrap_or(Error::NoTransports))
+    }
+
+    fn fill_port(&self, d: &mut Destination) -> Result<(), Error> {
+        if d.addr.port() == 0 {
+            let proto = d.proto.clone().unwrap_or_else(ProtoRef::none);
+            match proto.proto.default_port(d.transport).filter(|p| *p > 0) {
+                Some(p) => d.addr.set_port(p),
+                None => return Err(Error::InvalidDefaultPort(d.transport)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Live connections `send` may reuse for a destination (§5.4): same domain, protocol,
+    /// transport and address; never for http/https; ws/wss also need compatible metadata.
+    fn reusable(&self, d: &Destination) -> Vec<Connection> {
+        if matches!(d.transport, TransportKind::Http | TransportKind::Https) {
+            return Vec::new();
+        }
+        self.inner
+            .conns
+            .lookup(&key_of(d))
+            .into_iter()
+            .filter(|c| meta_compatible(c, d))
+            .collect()
+    }
+
+    /// The base listener for an outbound connection (§5.6 step 4).
+    fn base_listener(&self, d: &Destination) -> Option<ListenerHandle> {
+        self.listening(
+            &d.scheme,
+            d.transport,
+            d.options.domain_or_default(),
+            d.addr.is_ipv6(),
+        )
+        .into_iter()
+        .next()
+    }
+
+    /// Establishes a new connection to one destination (§5.6).
+    pub(crate) async fn connect_dest(
+        &self,
+        d: &Destination,
+        recheck_reuse: bool,
+    ) -> Result<Connection, Error> {
+        let proto = d.proto.clone().unwrap_or_else(ProtoRef::none);
+        // Concurrent connects to the same place are serialized; the second one then finds
+        // the first one's connection.
+        let key = key_of(d);
+        let lock = self
+            .inner
+            .connect_locks
+            .lock()
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let guard = lock.lock().await;
+        if recheck_reuse && let Some(c) = self.reusable(d).into_iter().next() {
+            return Ok(c);
+        }
+        let result = self.connect_locked(d, &proto).await;
+        drop(guard);
+        {
+            let mut locks = self.inner.connect_locks.lock();
+            if Arc::strong_count(&lock) <= 2 {
+                locks.remove(&key);
+            }
+        }
+        result
+    }
+
+    async fn connect_locked(&self, d: &Destination, proto: &ProtoRef) -> Result<Connection, Error> {
+        let datagram = d.transport.is_datagram();
+        let wants_base = d.options.base_listener == Some(true);
+        let ephemeral = d.options.udp_ephemeral == Some(true);
+        let base = if wants_base || (datagram && !ephemeral) {
+            match self.base_listener(d) {
+                Some(b) => Some(b),
+                None => {
+                    return Err(Error::NoListeningTransport {
+                        transport: d.transport,
+                        domain: d.options.domain_or_default().to_string(),
+                        family: if d.addr.is_ipv6() { "IPv6" } else { "IPv4" },
+                    });
+                }
+            }
+        } else {
+            None
+        };
+
+        // Options: the base listener's (minus its filters), then the destination's.
+        let mut options = match &base {
+            Some(b) => {
+                let mut o = b.info().options().clone();
+                o.host = None;
+                o.path = None;
+                o.id = None;
+                o.domain = None;
+                o.user_state = None;
+                o.monitor = None;
+                o
+            }
+            None => Options::default(),
+        };
+        options.merge_from(&d.options);
+        if options.tcp_packet.is_none()
+            && let Some(f) = proto.proto.framing()
+        {
+            options.tcp_packet = Some(f);
+        }
+        let options = Arc::new(options);
+
+        let slot = self.inner.conns.reserve()?;
+        let link = match (&base, datagram && !ephemeral) {
+            (Some(b), true) => b.open(d.addr, options.clone()).await?,
+            _ => {
+                let transport = self.transport(d.transport)?;
+                let req = ConnectRequest {
+                    transport: d.transport,
+                    remote: d.addr,
+                    options: options.clone(),
+                };
+                let limit = options.effective_connect_timeout();
+                // The transport applies the timeout too; this bounds every handshake.
+                match tokio::time::timeout(limit + limit / 10, transport.connect(req)).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(Error::Timeout {
+                            op: "connect",
+                            after: limit,
+                        });
+                    }
+                }
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        proto.proto.spawn(ConnSetup {
+            link: LinkSource::Ready(link),
+            id: options.id.clone().unwrap_or_else(resolve::random_id),
+            domain: d.options.domain_or_default().to_string(),
+            protocol_name: proto.name.clone(),
+            listen: base.as_ref().map(|b| b.info().local()),
+            listener_id: base.as_ref().map(|b| b.info().id().to_string()),
+            direction: Direction::Outbound,
+            options,
+            listener_stop: base.as_ref().map(|b| b.cancel.clone()),
+            shutdown: self.inner.shutdown.clone(),
+            slot,
+            ready: Some(tx),
+        });
+        rx.await.map_err(|_| Error::NoProcess)?
+    }
+}
+
+/// The TCP destination that replaces a UDP one whose message was too large (§5.5).
+fn udp_to_tcp(d: &Destination) -> Option<Destination> {
+    if d.transport != TransportKind::Udp || d.options.udp_to_tcp != Some(true) {
+        return None;
+    }
+    let mut tcp = d.clone();
+    tcp.transport = TransportKind::Tcp;
+    Some(tcp)
+}
