@@ -158,7 +158,15 @@ fn tests(env: &Env, summaries: &mut Vec<String>) -> Result<(), String> {
              (install it with `cargo install --locked cargo-nextest`)",
         );
         let mut c = env.cargo();
-        c.args(["test", "--workspace", "--no-fail-fast"]);
+        // Doctests are the next step, as with nextest.
+        c.args([
+            "test",
+            "--workspace",
+            "--no-fail-fast",
+            "--lib",
+            "--bins",
+            "--tests",
+        ]);
         if cmd::stderr_is_terminal() {
             c.args(["--color", "always"]);
         }
