@@ -100,6 +100,10 @@ pub fn run(mut env: Env, opts: Options) -> Result<(), ()> {
     }) && p.step("fmt", None, |env, _| {
         let mut c = env.cargo();
         c.args(["fmt", "--all", "--", "--check"]);
+        if !cmd::stderr_is_terminal() {
+            // rustfmt colours its diff even into a pipe: keep CI logs plain.
+            c.arg("--color=never");
+        }
         cmd::run(c).map_err(|e| format!("{e}: run `cargo fmt --all`"))?;
         Ok(None)
     }) && p.step("clippy", quick_skip, |env, _| {
