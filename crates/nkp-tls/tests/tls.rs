@@ -751,6 +751,7 @@ async fn tls_depth_limits_the_chain() {
     o.set("tls_depth", "0").unwrap();
     let msg = tls_message(connect(addr, o).await);
     assert!(msg.contains("tls_depth 0"), "{msg}");
+    assert!(msg.contains("1 intermediate"), "{msg}");
 }
 
 /// A free loopback port (bound then released) for an external server.
