@@ -96,7 +96,7 @@ pub struct Uri {
     pub host: String,
     /// Port, `0` when absent.
     pub port: u16,
-    /// Path from the first `/` after host[:port]; one trailing `/` removed unless the path is
+    /// Path from the first `/` after `host[:port]`; one trailing `/` removed unless the path is
     /// exactly `/`.
     pub path: Option<String>,
     /// Params inside `<...>` (lower-cased keys, unquoted values, `None` for flags). Always
