@@ -256,7 +256,10 @@ impl<'a> Parser<'a> {
     /// Looks ahead (without moving) to decide whether the item starts with a display name
     /// (an unquoted `<` comes before any unquoted `:`) or is a bare URI.
     fn classify_display(&self) -> PResult<bool> {
+        const MISSING: &str = "missing ':' after the scheme (or '<' after a display name)";
+        const NO_LT: &str = "expected '<' after the quoted display name";
         let mut quote_start: Option<usize> = None;
+        let mut saw_quote = false;
         let mut escaped = false;
         for (i, c) in self.rest().char_indices() {
             let at = self.pos + i;
@@ -271,24 +274,21 @@ impl<'a> Parser<'a> {
                 continue;
             }
             match c {
-                '"' => quote_start = Some(at),
-                '<' => return Ok(true),
-                ':' => return Ok(false),
-                ',' => {
-                    return Err(self.error(
-                        at,
-                        "missing ':' after the scheme (or '<' after a display name)",
-                    ));
+                '"' => {
+                    quote_start = Some(at);
+                    saw_quote = true;
                 }
+                '<' => return Ok(true),
+                ':' | ',' if saw_quote => return Err(self.error(at, NO_LT)),
+                ':' => return Ok(false),
+                ',' => return Err(self.error(at, MISSING)),
                 _ => {}
             }
         }
         match quote_start {
             Some(q) => Err(self.error(q, "unbalanced '\"': missing closing quote")),
-            None => Err(self.error(
-                self.input.len(),
-                "missing ':' after the scheme (or '<' after a display name)",
-            )),
+            None if saw_quote => Err(self.error(self.input.len(), NO_LT)),
+            None => Err(self.error(self.input.len(), MISSING)),
         }
     }
 

@@ -624,6 +624,17 @@ fn error_cases() {
     fails("Bob > <sip:a>", 4, "unexpected '>' in display name");
     fails("<sip:a> x", 8, "unexpected character 'x' after the URI");
     fails("<sip:a>, junk", 13, "missing ':'");
+    fails(
+        "\"Name\" sip:a",
+        10,
+        "expected '<' after the quoted display name",
+    );
+    fails("\"Name\"", 6, "expected '<' after the quoted display name");
+    fails(
+        "sip:a, \"Name\", sip:b",
+        13,
+        "expected '<' after the quoted display name",
+    );
 }
 
 #[test]
