@@ -113,16 +113,18 @@ impl Nkpacket {
         opts: Options,
     ) -> Result<Connection, Error> {
         let targets = resolve::resolve_spec(&*self.inner, spec, &opts, ResolveType::Send).await?;
-        let mut queue: VecDeque<Target> = targets.into();
+        // Each entry: a target, and for connects whether a connection made meanwhile by a
+        // concurrent send may be reused (not for explicit `Connect` / `force_new`).
+        let mut queue: VecDeque<(Target, bool)> = targets.into_iter().map(|t| (t, false)).collect();
         let mut last_err: Option<Error> = None;
-        while let Some(t) = queue.pop_front() {
+        while let Some((t, recheck)) = queue.pop_front() {
             match t {
                 Target::Conn(c) => match msg.send_on(&c).await {
                     Ok(()) => return Ok(c),
                     Err(e) => last_err = Some(e),
                 },
                 Target::Dest(d) | Target::Current(d) if d.options.force_new == Some(true) => {
-                    queue.push_front(Target::Connect(d));
+                    queue.push_front((Target::Connect(d), false));
                 }
                 t @ (Target::Dest(_) | Target::Current(_)) => {
                     let (mut d, current_only) = match t {
@@ -148,13 +150,13 @@ impl Nkpacket {
                     }
                     if too_large {
                         if let Some(tcp) = udp_to_tcp(&d) {
-                            queue.push_front(Target::Dest(tcp));
+                            queue.push_front((Target::Dest(tcp), false));
                         }
                         continue;
                     }
                     // `Current` never opens a stream connection; a UDP per-peer one is cheap.
                     if !current_only || d.transport == TransportKind::Udp {
-                        queue.push_front(Target::Connect(d));
+                        queue.push_front((Target::Connect(d), true));
                     }
                 }
                 Target::Connect(mut d) => {
@@ -162,13 +164,13 @@ impl Nkpacket {
                         last_err = Some(e);
                         continue;
                     }
-                    match self.connect_dest(&d, true).await {
+                    match self.connect_dest(&d, recheck).await {
                         Ok(c) => match msg.send_on(&c).await {
                             Ok(()) => return Ok(c),
                             Err(e @ Error::UdpTooLarge { .. }) => {
                                 last_err = Some(e);
                                 if let Some(tcp) = udp_to_tcp(&d) {
-                                    queue.push_front(Target::Dest(tcp));
+                                    queue.push_front((Target::Dest(tcp), false));
                                 }
                             }
                             Err(e) => last_err = Some(e),

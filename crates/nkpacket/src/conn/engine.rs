@@ -63,6 +63,8 @@ struct Engine<P: Protocol> {
     bridge: Option<(Connection, BridgeDir)>,
     /// A command taken from the queue while batching writes, to handle next.
     stashed: Option<Command>,
+    /// The idle duration changed: the sleep must be re-armed (it may need to fire earlier).
+    rearm: bool,
 }
 
 async fn cancelled(token: &Option<CancellationToken>) {
@@ -151,6 +153,7 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
         send_timeout_close: options.send_timeout_close.unwrap_or(false),
         bridge: None,
         stashed: None,
+        rearm: false,
     };
     async move {
         engine.main(ready, listener_stop, monitor, shutdown).await;
@@ -200,6 +203,10 @@ impl<P: Protocol> Engine<P> {
         let sleep = tokio::time::sleep_until(self.deadline);
         tokio::pin!(sleep);
         let reason = loop {
+            if self.rearm {
+                self.rearm = false;
+                sleep.as_mut().reset(self.deadline);
+            }
             if let Some(cmd) = self.stashed.take() {
                 if let Some(r) = self.command(cmd, &mut state).await {
                     break r;
@@ -430,6 +437,7 @@ impl<P: Protocol> Engine<P> {
             Command::SetIdle(Some(t)) => {
                 self.idle = t.filter(|d| !d.is_zero());
                 self.touch();
+                self.rearm = true;
                 None
             }
             Command::GetIdle(tx) => {
