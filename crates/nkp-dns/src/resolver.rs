@@ -195,31 +195,51 @@ impl DnsResolver {
     /// an empty list, not an error; a failed query (timeout, server failure) is an
     /// [`Error::Dns`] naming it.
     pub async fn ips(&self, host: &str, no_cache: bool) -> Result<Vec<IpAddr>, Error> {
+        let stored = self.stored_ips(host, no_cache).await?;
+        Ok(self.arrange_ips(&stored))
+    }
+
+    /// The addresses of `host` in family order, before the per-call shuffle.
+    async fn stored_ips(&self, host: &str, no_cache: bool) -> Result<Vec<IpAddr>, Error> {
         if let Some(ips) = self.special_host(host) {
             return Ok(ips);
         }
         let name = normalize_name(host);
-        let stored = match self.cached(Kind::Ips, &name, no_cache) {
-            Some(Value::Ips(v)) => v,
-            _ => self.query_ips(&name).await?,
-        };
-        Ok(self.arrange_ips(&stored))
+        match self.cached(Kind::Ips, &name, no_cache) {
+            Some(Value::Ips(v)) => Ok(v),
+            _ => self.query_ips(&name).await,
+        }
     }
 
     /// The SRV records of `name` (e.g. `_sip._udp.example.com`) ordered as RFC 2782 says
     /// (priority groups in order, weighted random order inside each), each target expanded to
-    /// its addresses (shuffled); targets without addresses contribute nothing.
+    /// its addresses (shuffled); targets without addresses (or whose lookup fails) contribute
+    /// nothing. Distinct targets are looked up concurrently, each once.
     pub async fn srvs(&self, name: &str, no_cache: bool) -> Result<Vec<(IpAddr, u16)>, Error> {
         let records = self.srv_records(name, no_cache).await?;
         let ordered = {
             let mut rng = self.inner.rng.lock();
             order::rfc2782_order(&records, &mut *rng)
         };
+        let mut targets: Vec<&str> = ordered.iter().map(|r| r.target.as_str()).collect();
+        targets.sort_unstable();
+        targets.dedup();
+        let lookups = targets.iter().map(|t| self.stored_ips(t, no_cache));
+        let results = futures_util::future::join_all(lookups).await;
+        let mut addrs = std::collections::HashMap::new();
+        for (target, result) in targets.iter().zip(results) {
+            match result {
+                Ok(ips) => {
+                    addrs.insert(*target, ips);
+                }
+                Err(e) => tracing::debug!("SRV {name}: skipping target {target}: {e}"),
+            }
+        }
         let mut out = Vec::new();
-        for rec in ordered {
-            match self.ips(&rec.target, no_cache).await {
-                Ok(ips) => out.extend(ips.into_iter().map(|ip| (ip, rec.port))),
-                Err(e) => tracing::debug!("SRV {name}: skipping target {}: {e}", rec.target),
+        for rec in &ordered {
+            if let Some(stored) = addrs.get(rec.target.as_str()) {
+                let ips = self.arrange_ips(stored);
+                out.extend(ips.into_iter().map(|ip| (ip, rec.port)));
             }
         }
         Ok(out)

@@ -344,3 +344,31 @@ async fn without_protocol_and_with_the_reference_protocol() {
     assert_eq!(srv.queries(), 0);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn default_config_uses_the_system_resolver_and_still_answers_literals() {
+    // Builds from /etc/resolv.conf (or, if unreadable, with no nameserver); literals and
+    // special hosts never need it.
+    let dns = DnsResolver::new(nkp_dns::DnsConfig::default()).unwrap();
+    assert!(dns.config().nameservers.is_empty());
+    assert_eq!(
+        dns.ips("[2001:db8::7]", false).await.unwrap(),
+        ["2001:db8::7".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        dns.ips("all", false).await.unwrap(),
+        ["0.0.0.0".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        dns.ips("all6", false).await.unwrap(),
+        ["::".parse::<IpAddr>().unwrap()]
+    );
+    let got = dns
+        .locate(
+            &LocateRequest::new("sip", "localhost").listen(true),
+            &SimpleRules::sip(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got[0], d(Some("udp"), "127.0.0.1", 0));
+}
