@@ -428,34 +428,52 @@ async fn errors() {
 async fn max_connections() {
     let nk = Nkpacket::builder()
         .protocol("test", TestProto)
-        .max_connections(3)
+        .max_connections(2)
         .build();
     let l = nk
         .start_listener("test://127.0.0.1:0;transport=tcp", Options::default())
         .await
         .unwrap();
     let uri = format!("test://127.0.0.1:{};transport=tcp", l.info().port());
-    // one client + its server side = 2
-    let c1 = nk.connect(uri.as_str(), Options::default()).await.unwrap();
-    // a second client takes the third slot; its server side is refused
-    let _c2 = nk.connect(uri.as_str(), Options::default()).await.unwrap();
-    // wait until the listener has taken (or been refused) its slot for c2
-    for _ in 0..100 {
-        if nk.connection_count() == 3 {
-            break;
+    let wait_count = |n: usize| {
+        let nk = nk.clone();
+        async move {
+            for _ in 0..200 {
+                if nk.connection_count() == n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!(
+                "connection count stayed {} (wanted {n})",
+                nk.connection_count()
+            );
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(nk.connection_count(), 3);
+    };
+    // one client and its server side fill the two slots
+    let c1 = nk.connect(uri.as_str(), Options::default()).await.unwrap();
+    wait_count(2).await;
+    // outbound refused at once
     let e = nk
         .connect(uri.as_str(), Options::default())
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::MaxConnections { limit: 3 }), "{e}");
-    assert!(nk.connection_count() <= 3);
+    assert!(matches!(e, Error::MaxConnections { limit: 2 }), "{e}");
+    // inbound refused: a plain client is closed without a connection being made
+    let mut s = tokio::net::TcpStream::connect(l.info().local())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(nk.connection_count(), 2);
+    // slots come back when connections end
     c1.stop_and_wait().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(nk.connection_count() < 3);
+    wait_count(0).await;
+    let _c2 = nk.connect(uri.as_str(), Options::default()).await.unwrap();
     nk.shutdown().await;
 }
 
