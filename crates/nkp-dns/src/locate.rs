@@ -110,16 +110,17 @@ pub trait LocateRules {
         requested: Option<&str>,
     ) -> Result<Option<TransportKind>, Error>;
 
-    /// The default port of a transport; `None` means the protocol has none for it (an
-    /// [`Error::InvalidTransport`] when a port is needed, if [`has_default_ports`]).
+    /// The default port of a transport; `None`: the protocol has none for it (see
+    /// [`requires_default_port`]).
     ///
-    /// [`has_default_ports`]: LocateRules::has_default_ports
+    /// [`requires_default_port`]: LocateRules::requires_default_port
     fn default_port(&self, transport: TransportKind) -> Option<u16>;
 
-    /// False when the protocol declares no default ports at all: port 0 then stays 0
-    /// (the original's "callback not implemented").
-    fn has_default_ports(&self) -> bool {
-        true
+    /// What a missing default port means when one is needed (port 0, connect mode): `true` →
+    /// [`Error::InvalidTransport`] (the original, for a protocol that declares default ports);
+    /// `false` (the default) → port 0 stays 0.
+    fn requires_default_port(&self) -> bool {
+        false
     }
 
     /// The transport for a NAPTR service field (`"SIP+D2U"` → udp), if the protocol uses it.
@@ -193,7 +194,8 @@ pub fn select_transport(
 /// [`LocateRules`] from tables: transport lists per scheme, default ports, NAPTR services.
 ///
 /// With nothing declared it behaves as "no protocol" (requested transport as is, ports stay 0,
-/// no NAPTR). Once a transport list is declared for some scheme, other schemes are
+/// no NAPTR). Once a default port is declared, a transport without one is an invalid transport
+/// when a port is needed. Once a transport list is declared for some scheme, other schemes are
 /// [`Error::InvalidScheme`].
 ///
 /// ```
@@ -340,7 +342,7 @@ impl LocateRules for SimpleRules {
         self.ports.as_ref()?.get(&transport).copied()
     }
 
-    fn has_default_ports(&self) -> bool {
+    fn requires_default_port(&self) -> bool {
         self.ports.is_some()
     }
 
@@ -359,11 +361,11 @@ impl LocateRules for SimpleRules {
 
 /// Port 0 resolved through the protocol (§2.6).
 fn default_port(rules: &dyn LocateRules, t: Option<TransportKind>) -> Result<u16, Error> {
-    match t {
-        Some(t) if rules.has_default_ports() => rules
-            .default_port(t)
-            .ok_or_else(|| Error::InvalidTransport(t.to_string())),
-        _ => Ok(0),
+    let Some(t) = t else { return Ok(0) };
+    match rules.default_port(t) {
+        Some(p) => Ok(p),
+        None if rules.requires_default_port() => Err(Error::InvalidTransport(t.to_string())),
+        None => Ok(0),
     }
 }
 

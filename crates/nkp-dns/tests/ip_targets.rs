@@ -372,3 +372,59 @@ async fn default_config_uses_the_system_resolver_and_still_answers_literals() {
         .unwrap();
     assert_eq!(got[0], d(Some("udp"), "127.0.0.1", 0));
 }
+
+/// A hand-written rule set with the trait's defaults: a missing default port leaves port 0.
+struct Lenient;
+
+impl LocateRules for Lenient {
+    fn transport(
+        &self,
+        _scheme: &str,
+        requested: Option<&str>,
+    ) -> Result<Option<TransportKind>, Error> {
+        nkp_dns::select_transport(
+            requested,
+            Some(&[
+                nkp_dns::TransportRule::Plain(TransportKind::Http),
+                nkp_dns::TransportRule::Plain(TransportKind::Tls),
+            ]),
+        )
+    }
+    fn default_port(&self, transport: TransportKind) -> Option<u16> {
+        (transport == TransportKind::Http).then_some(80)
+    }
+    fn naptr_transport(&self, _scheme: &str, _service: &str) -> Option<TransportKind> {
+        None
+    }
+    fn uses_naptr(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn missing_default_port_is_zero_unless_required() {
+    let dns = DnsResolver::new(nkp_dns::DnsConfig::default()).unwrap();
+    let got = run(&dns, &Lenient, LocateRequest::new("web", "1.2.3.4"))
+        .await
+        .unwrap();
+    assert_eq!(got, [d(Some("http"), "1.2.3.4", 80)]);
+    let got = run(
+        &dns,
+        &Lenient,
+        LocateRequest::new("web", "1.2.3.4").transport("tls"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, [d(Some("tls"), "1.2.3.4", 0)]);
+    assert_eq!(
+        invalid_transport(
+            run(
+                &dns,
+                &Lenient,
+                LocateRequest::new("web", "1.2.3.4").transport("udp")
+            )
+            .await
+        ),
+        "udp"
+    );
+}
