@@ -224,9 +224,23 @@ impl Sock {
         items: &[Bytes],
         to: SocketAddr,
     ) -> Result<(), (usize, io::Error)> {
+        let max_segments = self
+            .state
+            .as_ref()
+            .map_or(1, |s| s.max_gso_segments())
+            .min(GSO_MAX_SEGMENTS);
+        self.send_many_with(items, to, max_segments).await
+    }
+
+    async fn send_many_with(
+        &self,
+        items: &[Bytes],
+        to: SocketAddr,
+        max_segments: usize,
+    ) -> Result<(), (usize, io::Error)> {
         let mut i = 0;
         while i < items.len() {
-            if let Some(end) = self.gso_run(items, i) {
+            if let Some(end) = self.gso_run(items, i, max_segments) {
                 let size = items[i].len();
                 let total: usize = items[i..end].iter().map(Bytes::len).sum();
                 let mut buf = Vec::with_capacity(total);
@@ -254,16 +268,11 @@ impl Sock {
     }
 
     /// End (exclusive) of a run of datagrams starting at `start` that can go out in one
-    /// GSO send: same size (the last may be shorter), at least two.
-    fn gso_run(&self, items: &[Bytes], start: usize) -> Option<usize> {
+    /// GSO send: same size (the last may be shorter), at least two, at most `max_segments`.
+    fn gso_run(&self, items: &[Bytes], start: usize, max_segments: usize) -> Option<usize> {
         if !self.gso_enabled() {
             return None;
         }
-        let max_segments = self
-            .state
-            .as_ref()
-            .map_or(1, |s| s.max_gso_segments())
-            .min(GSO_MAX_SEGMENTS);
         let size = items[start].len();
         if size == 0 || size > GSO_MAX_SEGMENT || max_segments < 2 {
             return None;
@@ -451,10 +460,47 @@ mod tests {
             }
             let d = |n: usize| Bytes::from(vec![1u8; n]);
             let items = vec![d(100), d(100), d(100), d(50), d(100), d(2000), d(10)];
-            assert_eq!(s.gso_run(&items, 0), Some(4));
-            assert_eq!(s.gso_run(&items, 4), None);
-            assert_eq!(s.gso_run(&items, 5), None);
-            assert_eq!(s.gso_run(&[d(0), d(0)], 0), None);
+            let m = GSO_MAX_SEGMENTS;
+            assert_eq!(s.gso_run(&items, 0, m), Some(4));
+            assert_eq!(s.gso_run(&items, 0, 2), Some(2));
+            assert_eq!(s.gso_run(&items, 4, m), None);
+            assert_eq!(s.gso_run(&items, 5, m), None);
+            assert_eq!(s.gso_run(&[d(0), d(0)], 0, m), None);
         });
+    }
+
+    /// A GSO send the kernel refuses (here: more segments than `UDP_MAX_SEGMENTS`, which
+    /// gives `EINVAL`) turns GSO off and the datagrams still go out, one by one.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn refused_gso_falls_back_to_single_sends() {
+        let s = Sock::bind("127.0.0.1:0".parse().unwrap(), None, cfg(true)).unwrap();
+        if !s.gso_enabled() {
+            return;
+        }
+        let peer = Sock::bind("127.0.0.1:0".parse().unwrap(), None, cfg(false)).unwrap();
+        let items: Vec<Bytes> = (0..300u16)
+            .map(|i| Bytes::from(i.to_be_bytes().to_vec()))
+            .collect();
+        s.send_many_with(&items, peer.local(), 1000).await.unwrap();
+        assert!(!s.gso_enabled(), "the kernel should refuse 300 segments");
+
+        let mut rb = RecvBuf::for_sock(&peer);
+        let mut got = Vec::new();
+        while got.len() < items.len() {
+            let mut out = Vec::new();
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                peer.recv_batch(&mut rb, &mut out),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            got.extend(out.into_iter().map(|(from, d)| {
+                assert_eq!(from, s.local());
+                d
+            }));
+        }
+        assert_eq!(got, items);
     }
 }
