@@ -1,1 +1,210 @@
-fn main() {}
+//! `nkp`: run nkpacket listeners with the built-in echo protocol, send to them, resolve URIs.
+//!
+//! ```text
+//! nkp listen [--domain D] URI...
+//! nkp send URI [--message TEXT] [--binary] [--count N] [--timeout MS] [--nameserver IP:PORT]
+//! nkp resolve URI [--nameserver IP:PORT] [--listen]
+//! ```
+//!
+//! Failures print one line, `error: ...`, on stderr and exit 1 (2 for usage errors).
+
+mod client;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use nkpacket::{Nkpacket, Options, echo::Echo};
+
+/// The nkpacket command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "nkp",
+    version,
+    about = "Run nkpacket listeners, send, resolve."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the built-in echo protocol on each URI until SIGINT/SIGTERM.
+    Listen {
+        /// Domain of the listeners.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Listener URIs, e.g. `echo://127.0.0.1:5060;transport=tcp`.
+        #[arg(required = true)]
+        uris: Vec<String>,
+    },
+    /// Send a message to a URI and print each echo on its own line.
+    Send {
+        /// Destination URI.
+        uri: String,
+        /// The message.
+        #[arg(long, default_value = "hello")]
+        message: String,
+        /// WebSocket: send binary frames instead of text.
+        #[arg(long)]
+        binary: bool,
+        /// How many times to send it (on one connection).
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// Time for the whole exchange, in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout: u64,
+        /// DNS server to use instead of the system's.
+        #[arg(long)]
+        nameserver: Option<String>,
+    },
+    /// Print the destinations a URI resolves to.
+    Resolve {
+        /// The URI.
+        uri: String,
+        /// DNS server to use instead of the system's.
+        #[arg(long)]
+        nameserver: Option<String>,
+        /// Resolve as a listener would (no NAPTR/SRV, port kept).
+        #[arg(long)]
+        listen: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NKP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Listen { domain, uris } => listen(domain, uris).await,
+            Command::Send {
+                uri,
+                message,
+                binary,
+                count,
+                timeout,
+                nameserver,
+            } => {
+                no_nameserver(&nameserver)?;
+                client::send(
+                    &uri,
+                    &message,
+                    binary,
+                    count,
+                    Duration::from_millis(timeout),
+                )
+                .await
+            }
+            Command::Resolve {
+                uri,
+                nameserver,
+                listen,
+            } => {
+                no_nameserver(&nameserver)?;
+                resolve(&uri, listen).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(1)
+}
+
+fn no_nameserver(ns: &Option<String>) -> Result<(), String> {
+    match ns {
+        None => Ok(()),
+        Some(_) => Err(
+            "--nameserver needs the DNS engine (nkp-dns), which this build does not include yet"
+                .into(),
+        ),
+    }
+}
+
+/// Prints a line and flushes at once (other programs wait for it).
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn listen(domain: Option<String>, uris: Vec<String>) -> Result<(), String> {
+    let nk = Nkpacket::builder().protocol("echo", Echo).build();
+    let mut opts = Options::default();
+    opts.domain = domain;
+    for uri in &uris {
+        let l = nk
+            .start_listener(uri.as_str(), opts.clone())
+            .await
+            .map_err(|e| format!("{uri}: {e}"))?;
+        say(&format!(
+            "listening {} {}",
+            l.info().transport(),
+            l.info().local()
+        ));
+    }
+    wait_for_signal().await?;
+    // Stop accepting, close idle connections, give busy ones up to 5 s.
+    nk.shutdown_with(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+async fn resolve(uri: &str, listen: bool) -> Result<(), String> {
+    let nk = Nkpacket::builder().protocol("echo", Echo).build();
+    let dests = nk
+        .resolve(uri, &Options::default(), listen)
+        .await
+        .map_err(|e| e.to_string())?;
+    if dests.is_empty() {
+        return Err(format!("{uri} resolved to nothing"));
+    }
+    for d in dests {
+        say(&format!(
+            "{} {} {}",
+            d.transport,
+            d.addr.ip(),
+            d.addr.port()
+        ));
+    }
+    Ok(())
+}
