@@ -1,7 +1,7 @@
 //! The `nkp` command driven as a user would: spawn it, read its `listening` lines, talk to
+//! it with plain sockets and with `nkp send`, stop it with a signal.
 
 #![allow(clippy::unwrap_used)]
-//! it with plain sockets and with `nkp send`, stop it with a signal.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
