@@ -705,6 +705,25 @@ mod tests {
         assert_eq!(*sends.borrow(), [Duration::ZERO, T1, T1 * 3, T1 * 7]);
     }
 
+    /// The caller's own timeout expiring before the schedule ends (the original crashed), then
+    /// the late response and the late retransmission timers: nothing breaks.
+    #[tokio::test(start_paused = true)]
+    async fn caller_timeout_then_late_response() {
+        let table = Transactions::new();
+        let last = RefCell::new(Bytes::new());
+        let send = |request: Bytes| {
+            *last.borrow_mut() = request;
+            async { Ok(()) }
+        };
+        let cut = tokio::time::timeout(T1 * 2, query_with(send, &table, T1)).await;
+        assert!(cut.is_err());
+        assert_eq!(table.pending(), 0);
+        tokio::time::sleep(T1 * 40).await;
+        let answer = crate::respond(&last.borrow(), "127.0.0.1:9".parse().unwrap()).unwrap();
+        assert!(table.on_datagram(&answer, "127.0.0.1:3478".parse().unwrap()));
+        assert_eq!(table.pending(), 0);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_send_error_fails_at_once() {
         let table = Transactions::new();
