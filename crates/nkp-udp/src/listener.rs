@@ -319,11 +319,18 @@ async fn receive_loop(shared: Arc<Shared>, ctx: RecvCtx) {
             continue;
         }
         errors = 0;
+        let busy = batch.len() > 1;
         for (from, data) in batch.drain(..) {
             if !shared.dispatch(&ctx, from, data) {
                 tracing::debug!("listener gone; UDP receive task ends");
                 return;
             }
+        }
+        if busy {
+            // Under a burst, let the links just fed (often woken onto this worker) drain
+            // their queues before the next batch, rather than overflowing them: the
+            // socket buffer holds the rest meanwhile.
+            tokio::task::yield_now().await;
         }
     }
 }
