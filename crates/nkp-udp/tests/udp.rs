@@ -630,3 +630,37 @@ async fn wrong_transport_and_busy_port_are_errors() {
         Ok(_) => panic!("second bind on the same port must fail (no address reuse)"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_drops_and_counts_without_blocking_others() {
+    for batched in MODES {
+        let t = udp(batched).with_link_queue(4);
+        let mut l = bind(&t, "127.0.0.1:0", Options::new()).await;
+        let server = l.local_addr();
+        let slow = client("127.0.0.1:0").await;
+        slow.send_to(b"0", server).await.unwrap();
+        let mut slow_link = next_link(&mut l).await; // never read until the end
+        for i in 1..10u8 {
+            slow.send_to(&[i], server).await.unwrap();
+        }
+        // Another peer is served meanwhile.
+        let fast = client("127.0.0.1:0").await;
+        fast.send_to(b"fast", server).await.unwrap();
+        let mut fast_link = next_link(&mut l).await;
+        assert_eq!(&next_data(&mut fast_link).await[..], b"fast");
+
+        timeout(T, async {
+            while l.stats().received < 11 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(l.stats().dropped_queue_full, 6);
+        // The four queued ones are the first four.
+        assert_eq!(&next_data(&mut slow_link).await[..], b"0");
+        for i in 1..4u8 {
+            assert_eq!(&next_data(&mut slow_link).await[..], &[i]);
+        }
+    }
+}
