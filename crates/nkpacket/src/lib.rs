@@ -63,3 +63,8 @@ pub use nkp_core::{
     codec, options,
 };
 pub use nkp_uri as uri;
+
+/// The README's example, compiled as a doctest so it cannot rot.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
