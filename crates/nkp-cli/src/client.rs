@@ -67,12 +67,15 @@ pub(crate) async fn send(
     binary: bool,
     count: usize,
     timeout: Duration,
+    dns: nkpacket::dns::DnsConfig,
 ) -> Result<(), String> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let scheme = scheme_of(uri)?;
     let nk = Nkpacket::builder()
         .protocol(&scheme, Collector { tx })
-        .build();
+        .dns(dns)
+        .try_build()
+        .map_err(|e| e.to_string())?;
     let frame = if binary {
         Frame::Binary(Bytes::copy_from_slice(message.as_bytes()))
     } else {

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use nkpacket::dns::DnsConfig;
 use nkpacket::{Nkpacket, Options, echo::Echo};
 
 /// The nkpacket command line.
@@ -107,24 +108,15 @@ fn main() -> ExitCode {
                 timeout,
                 nameserver,
             } => {
-                no_nameserver(&nameserver)?;
-                client::send(
-                    &uri,
-                    &message,
-                    binary,
-                    count,
-                    Duration::from_millis(timeout),
-                )
-                .await
+                let dns = dns_config(&nameserver)?;
+                let timeout = Duration::from_millis(timeout);
+                client::send(&uri, &message, binary, count, timeout, dns).await
             }
             Command::Resolve {
                 uri,
                 nameserver,
                 listen,
-            } => {
-                no_nameserver(&nameserver)?;
-                resolve(&uri, listen).await
-            }
+            } => resolve(&uri, listen, dns_config(&nameserver)?).await,
         }
     });
     match result {
@@ -138,14 +130,21 @@ fn fail(msg: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn no_nameserver(ns: &Option<String>) -> Result<(), String> {
-    match ns {
-        None => Ok(()),
-        Some(_) => Err(
-            "--nameserver needs the DNS engine (nkp-dns), which this build does not include yet"
-                .into(),
-        ),
-    }
+/// `--nameserver IP:PORT` (port 53 when omitted) → that server only; none → the system's.
+pub(crate) fn dns_config(ns: &Option<String>) -> Result<DnsConfig, String> {
+    let Some(ns) = ns else {
+        return Ok(DnsConfig::default());
+    };
+    let addr = ns
+        .parse::<std::net::SocketAddr>()
+        .or_else(|_| {
+            ns.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| format!("--nameserver {ns:?}: expected IP:PORT"))?;
+    Ok(DnsConfig::with_nameservers(vec![addr]))
 }
 
 /// Prints a line and flushes at once (other programs wait for it).
@@ -189,8 +188,12 @@ async fn wait_for_signal() -> Result<(), String> {
     Ok(())
 }
 
-async fn resolve(uri: &str, listen: bool) -> Result<(), String> {
-    let nk = Nkpacket::builder().protocol("echo", Echo).build();
+async fn resolve(uri: &str, listen: bool, dns: DnsConfig) -> Result<(), String> {
+    let nk = Nkpacket::builder()
+        .protocol("echo", Echo)
+        .dns(dns)
+        .try_build()
+        .map_err(|e| e.to_string())?;
     let dests = nk
         .resolve(uri, &Options::default(), listen)
         .await

@@ -184,7 +184,7 @@ fn resolve_prints_destinations() {
     assert_eq!(out, "tls ::1 5060\n");
     let (code, out, _) = nkp(&["resolve", "echo://localhost", "--listen"]);
     assert_eq!(code, 0);
-    assert_eq!(out, "tcp 127.0.0.1 0\n");
+    assert_eq!(out, "tcp 127.0.0.1 0\ntcp ::1 0\n");
     let (code, _, err) = nkp(&["resolve", "echo://127.0.0.1;transport=smtp"]);
     assert_eq!(code, 1);
     assert!(err.starts_with("error: "), "{err}");
@@ -213,4 +213,56 @@ fn sigint_also_stops_cleanly_with_open_connections() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success());
+}
+
+/// `nkp resolve --nameserver` against a real DNS server (dnsmasq) on loopback.
+#[test]
+fn resolve_through_dnsmasq() {
+    let Some(dnsmasq) = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        assert!(
+            std::env::var_os("NKP_REQUIRE_PEERS").is_none(),
+            "dnsmasq is required (NKP_REQUIRE_PEERS) but not installed"
+        );
+        eprintln!("SKIPPED resolve_through_dnsmasq: dnsmasq not installed");
+        return;
+    };
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(dnsmasq)
+        .args([
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            &format!("--port={port}"),
+            "--naptr-record=svc.test,10,50,s,ECHO+D2T,,_echo._tcp.svc.test",
+            "--naptr-record=svc.test,20,50,s,ECHO+D2U,,_echo._udp.svc.test",
+            "--srv-host=_echo._tcp.svc.test,host1.svc.test,7001,1,10",
+            "--srv-host=_echo._udp.svc.test,host1.svc.test,7002,1,10",
+            "--host-record=host1.svc.test,127.0.0.21",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dnsmasq");
+    let ns = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let (code, out, err) = nkp(&["resolve", "echo://svc.test", "--nameserver", &ns]);
+        if code == 0 || Instant::now() > deadline {
+            assert_eq!(code, 0, "{err}");
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(out, "tcp 127.0.0.21 7001\nudp 127.0.0.21 7002\n");
 }

@@ -18,10 +18,7 @@ pub(crate) trait DynProtocol: Send + Sync + 'static {
     fn type_name(&self) -> &'static str;
     fn transports(&self, scheme: &str) -> Option<Vec<TransportRule>>;
     fn default_port(&self, transport: TransportKind) -> Option<u16>;
-    // NAPTR location arrives with the DNS engine (nkp-dns).
-    #[allow(dead_code)]
     fn naptr(&self, scheme: &str, service: &str) -> Option<TransportKind>;
-    #[allow(dead_code)]
     fn uses_naptr(&self) -> bool;
     fn resolve_options(&self) -> Options;
     fn extra_options(&self) -> &'static [&'static str];

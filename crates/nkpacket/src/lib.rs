@@ -64,6 +64,12 @@ pub use nkp_core::{
 };
 pub use nkp_uri as uri;
 
+/// DNS location (RFC 3263): configuration, resolver and cache.
+pub mod dns {
+    pub use nkp_dns::order::{NaptrRecord, SrvRecord};
+    pub use nkp_dns::{DnsConfig, DnsResolver};
+}
+
 /// The README's example, compiled as a doctest so it cannot rot.
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nkp_core::options::ResolveType;
 use nkp_core::{Error, ListenRequest, Options, Transport, TransportKind};
+use nkp_dns::{DnsConfig, DnsResolver};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +55,7 @@ impl Default for Config {
 /// ```
 pub struct NkpacketBuilder {
     config: Config,
+    dns: DnsConfig,
     transports: HashMap<TransportKind, Arc<dyn Transport>>,
     registry: ProtocolRegistry,
 }
@@ -78,6 +80,13 @@ impl NkpacketBuilder {
         self
     }
 
+    /// Sets the DNS configuration (nameservers, timeouts, cache TTLs). Default: the
+    /// system's resolver configuration.
+    pub fn dns(mut self, dns: DnsConfig) -> Self {
+        self.dns = dns;
+        self
+    }
+
     /// Adds (or replaces) a transport implementation for the kinds it serves.
     pub fn transport(mut self, t: Arc<dyn Transport>) -> Self {
         for k in t.kinds() {
@@ -92,10 +101,27 @@ impl NkpacketBuilder {
         self
     }
 
-    /// Builds the node.
+    /// Builds the node. If the DNS resolver cannot be built from its configuration, the
+    /// error is logged and every resolution fails with it; use
+    /// [`NkpacketBuilder::try_build`] to get the error here instead.
     pub fn build(self) -> Nkpacket {
+        let dns = DnsResolver::new(self.dns.clone()).map_err(|e| {
+            tracing::error!(error = %e, "cannot build the DNS resolver");
+            e.to_string()
+        });
+        self.finish(dns)
+    }
+
+    /// Builds the node, or reports why the DNS resolver could not be built.
+    pub fn try_build(self) -> Result<Nkpacket, Error> {
+        let dns = DnsResolver::new(self.dns.clone())?;
+        Ok(self.finish(Ok(dns)))
+    }
+
+    fn finish(self, dns: Result<DnsResolver, String>) -> Nkpacket {
         Nkpacket {
             inner: Arc::new(Inner {
+                dns,
                 conns: Arc::new(ConnectionTable::new(self.config.max_connections)),
                 config: RwLock::new(self.config),
                 transports: self.transports,
@@ -131,6 +157,7 @@ pub struct Nkpacket {
 }
 
 pub(crate) struct Inner {
+    pub(crate) dns: Result<DnsResolver, String>,
     pub(crate) config: RwLock<Config>,
     pub(crate) transports: HashMap<TransportKind, Arc<dyn Transport>>,
     pub(crate) registry: ProtocolRegistry,
@@ -152,6 +179,11 @@ impl ResolveCtx for Inner {
     fn node_host(&self) -> String {
         self.config.read().node_host.clone()
     }
+    fn dns(&self) -> Result<&DnsResolver, Error> {
+        self.dns
+            .as_ref()
+            .map_err(|e| Error::Dns(format!("no resolver: {e}")))
+    }
 }
 
 impl Default for Nkpacket {
@@ -166,6 +198,7 @@ impl Nkpacket {
         #[allow(unused_mut)]
         let mut b = NkpacketBuilder {
             config: Config::default(),
+            dns: DnsConfig::default(),
             transports: HashMap::new(),
             registry: ProtocolRegistry::default(),
         };
@@ -262,6 +295,17 @@ impl Nkpacket {
         let spec = spec.into();
         let from_dest = matches!(spec, Spec::Dest(_));
         let mut dests = self.resolve(spec, &opts, true).await?;
+        // A name with several addresses (localhost: 127.0.0.1 and ::1) listens on the first
+        // (IPv4 first); several URIs are still an error.
+        if dests.len() > 1
+            && dests.iter().all(|d| {
+                d.options.id == dests[0].options.id
+                    && d.transport == dests[0].transport
+                    && d.addr.port() == dests[0].addr.port()
+            })
+        {
+            dests.truncate(1);
+        }
         let d = match dests.len() {
             0 => return Err(Error::NoListener),
             1 => dests.remove(0),
@@ -352,6 +396,12 @@ impl Nkpacket {
                 shutdown: self.inner.shutdown.clone(),
             },
         ))
+    }
+
+    /// The node's DNS resolver (its cache can be cleared or seeded); `None` when it could
+    /// not be built.
+    pub fn dns(&self) -> Option<&DnsResolver> {
+        self.inner.dns.as_ref().ok()
     }
 
     /// Every running listener, in start order.

@@ -13,20 +13,7 @@ use nkp_core::{Frame, Framing, Options, TransportKind};
 use crate::conn::{ConnInfo, Connection};
 use crate::listener::ListenerInfo;
 
-/// One entry of a protocol's transport list (§2.5): a transport it accepts, or a conversion
-/// (`;transport=tcp` turned into `http`, for instance).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportRule {
-    /// This transport is accepted as is.
-    Plain(TransportKind),
-    /// A request for `from` is served with `to`.
-    Convert {
-        /// The transport requested.
-        from: TransportKind,
-        /// The transport used instead.
-        to: TransportKind,
-    },
-}
+pub use nkp_dns::TransportRule;
 
 /// What `conn_init` decides.
 pub enum Init<S> {

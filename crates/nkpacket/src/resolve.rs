@@ -1,17 +1,17 @@
 //! Resolution: specs (URI text, parsed URIs, destinations, handles) into destinations
 //! (§2.3–§2.7): protocol selection, option precedence, transport and port rules, addresses.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use nkp_core::options::ResolveType;
 use nkp_core::{Error, Options, TransportKind};
+use nkp_dns::{DnsResolver, LocateRequest, LocateRules, select_transport};
 use nkp_uri::Uri;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
 use crate::conn::Connection;
-use crate::dynproto::ProtoRef;
-use crate::protocol::TransportRule;
+use crate::dynproto::{ProtoRef, guarded};
 
 /// A resolved (or directly given) destination: protocol, transport, ip:port and options.
 /// The original's *NkConn*.
@@ -147,6 +147,35 @@ pub(crate) trait ResolveCtx: Sync {
     fn protocol(&self, domain: Option<&str>, scheme: &str) -> Option<ProtoRef>;
     fn protocol_by_name(&self, name: &str) -> Option<ProtoRef>;
     fn node_host(&self) -> String;
+    fn dns(&self) -> Result<&DnsResolver, Error>;
+}
+
+/// A protocol's resolution callbacks, as the DNS engine asks for them.
+struct ProtoRules<'a>(&'a ProtoRef);
+
+impl LocateRules for ProtoRules<'_> {
+    fn transport(
+        &self,
+        scheme: &str,
+        requested: Option<&str>,
+    ) -> Result<Option<TransportKind>, Error> {
+        let list = guarded("transports", || self.0.proto.transports(scheme))
+            .map_err(|_| Error::InvalidScheme(scheme.to_string()))?;
+        select_transport(requested, list.as_deref())
+    }
+    fn default_port(&self, transport: TransportKind) -> Option<u16> {
+        guarded("default_port", || self.0.proto.default_port(transport))
+            .ok()
+            .flatten()
+    }
+    fn naptr_transport(&self, scheme: &str, service: &str) -> Option<TransportKind> {
+        guarded("naptr", || self.0.proto.naptr(scheme, service))
+            .ok()
+            .flatten()
+    }
+    fn uses_naptr(&self) -> bool {
+        self.0.proto.uses_naptr()
+    }
 }
 
 /// Picks the protocol of a scheme (§2.4).
@@ -165,52 +194,6 @@ fn select_protocol(
     Ok(ctx
         .protocol(caller.domain.as_deref(), scheme)
         .unwrap_or_else(ProtoRef::none))
-}
-
-/// Applies the protocol's transport rules (§2.5) to the requested transport.
-pub(crate) fn pick_transport(
-    proto: &ProtoRef,
-    scheme: &str,
-    requested: Option<&str>,
-) -> Result<TransportKind, Error> {
-    let requested = match requested {
-        Some(r) => Some(r),
-        None if scheme.parse::<TransportKind>().is_ok() => Some(scheme),
-        None => None,
-    };
-    let parsed = match requested {
-        Some(r) => Some(
-            r.parse::<TransportKind>()
-                .map_err(|_| Error::InvalidTransport(r.to_string()))?,
-        ),
-        None => None,
-    };
-    match proto.proto.transports(scheme) {
-        None => parsed.ok_or_else(|| {
-            Error::InvalidTransport(format!(
-                "no transport given for scheme {scheme:?} and the protocol names none"
-            ))
-        }),
-        Some(rules) => {
-            let Some(want) = parsed else {
-                return match rules.first() {
-                    Some(TransportRule::Plain(t)) => Ok(*t),
-                    Some(TransportRule::Convert { to, .. }) => Ok(*to),
-                    None => Err(Error::InvalidTransport(format!(
-                        "the protocol of scheme {scheme:?} accepts no transport"
-                    ))),
-                };
-            };
-            for r in &rules {
-                match r {
-                    TransportRule::Plain(t) if *t == want => return Ok(want),
-                    TransportRule::Convert { from, to } if *from == want => return Ok(*to),
-                    _ => {}
-                }
-            }
-            Err(Error::InvalidTransport(want.to_string()))
-        }
-    }
 }
 
 /// Turns URI parameters and parts into options (§2.3 step 3).
@@ -258,44 +241,6 @@ fn uri_options(uri: &Uri, proto: &ProtoRef) -> Result<Options, Error> {
     Ok(o)
 }
 
-/// Resolves a host to addresses: IP literals and special names directly, others through
-/// the system resolver (IPv4 addresses, or IPv6 when there is no IPv4, §7.2).
-pub(crate) async fn host_addrs(ctx: &dyn ResolveCtx, host: &str) -> Result<Vec<IpAddr>, Error> {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = h.parse::<IpAddr>() {
-        return Ok(vec![ip]);
-    }
-    match h.to_ascii_lowercase().as_str() {
-        "all" => return Ok(vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]),
-        "all6" => return Ok(vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]),
-        "localhost" => return Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]),
-        "node" => {
-            let node = ctx.node_host();
-            if node.eq_ignore_ascii_case("node") {
-                return Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-            }
-            return Box::pin(host_addrs(ctx, &node)).await;
-        }
-        _ => {}
-    }
-    let found = match tokio::net::lookup_host((h, 0)).await {
-        Ok(it) => it.map(|a| a.ip()).collect::<Vec<_>>(),
-        // Not found: contributes nothing (send then fails with no_transports).
-        Err(e) => {
-            tracing::debug!(host = h, error = %e, "host lookup failed");
-            Vec::new()
-        }
-    };
-    let mut v4: Vec<IpAddr> = found.iter().copied().filter(IpAddr::is_ipv4).collect();
-    v4.dedup();
-    if !v4.is_empty() {
-        return Ok(v4);
-    }
-    let mut v6: Vec<IpAddr> = found.into_iter().filter(IpAddr::is_ipv6).collect();
-    v6.dedup();
-    Ok(v6)
-}
-
 /// Resolves one URI into destinations.
 pub(crate) async fn resolve_uri(
     ctx: &dyn ResolveCtx,
@@ -314,28 +259,42 @@ pub(crate) async fn resolve_uri(
     opts.resolve_type = None;
     opts.protocol = None;
 
-    let requested = uri.any_param("transport").flatten();
-    let transport = pick_transport(&proto, &uri.scheme, requested)?;
-    let target = match uri.param("maddr").flatten() {
-        Some(m) => m.to_string(),
-        None => uri.host.clone(),
-    };
-    let port = if uri.port != 0 || listen {
-        uri.port
+    let node_host;
+    let host = if uri.host.eq_ignore_ascii_case("node") {
+        node_host = ctx.node_host();
+        node_host.as_str()
     } else {
-        proto.proto.default_port(transport).unwrap_or(0)
+        uri.host.as_str()
     };
-    let ips = host_addrs(ctx, &target).await?;
-    Ok(ips
+    let mut req = LocateRequest::new(&uri.scheme, host)
+        .port(uri.port)
+        .listen(listen)
+        .no_cache(opts.no_dns_cache == Some(true));
+    if let Some(t) = uri.any_param("transport").flatten() {
+        req = req.transport(t);
+    }
+    if let Some(m) = uri.param("maddr").flatten() {
+        req = req.maddr(m);
+    }
+    let found = ctx.dns()?.locate(&req, &ProtoRules(&proto)).await?;
+    found
         .into_iter()
-        .map(|ip| Destination {
-            scheme: proto.name.to_string(),
-            transport,
-            addr: SocketAddr::new(ip, port),
-            options: opts.clone(),
-            proto: Some(proto.clone()),
+        .map(|d| {
+            let transport = d.transport.ok_or_else(|| {
+                Error::InvalidTransport(format!(
+                    "no transport given for scheme {:?} and its protocol names none",
+                    uri.scheme
+                ))
+            })?;
+            Ok(Destination {
+                scheme: proto.name.to_string(),
+                transport,
+                addr: SocketAddr::new(d.ip, d.port),
+                options: opts.clone(),
+                proto: Some(proto.clone()),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Completes a destination given directly (no DNS, §2.3 "NkConn input"): its protocol and

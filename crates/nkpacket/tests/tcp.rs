@@ -667,3 +667,17 @@ async fn send_with_and_is_local() {
     );
     nk.shutdown().await;
 }
+
+/// A listener on a name with several addresses listens on the first (IPv4); the name
+/// becomes its host.
+#[tokio::test]
+async fn listener_on_localhost_takes_the_first_address() {
+    let nk = node();
+    let l = nk
+        .start_listener("test://localhost:0;transport=tcp", Options::default())
+        .await
+        .unwrap();
+    assert_eq!(l.info().local().ip().to_string(), "127.0.0.1");
+    assert_eq!(l.info().options().host.as_deref(), Some("localhost"));
+    nk.shutdown().await;
+}
