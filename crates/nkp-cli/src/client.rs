@@ -84,6 +84,8 @@ pub(crate) async fn send(
     let deadline = Instant::now() + timeout;
     let mut opts = Options::default();
     opts.connect_timeout = Some(timeout);
+    // A UDP client has no listener to send from: use a socket of its own.
+    opts.udp_ephemeral = Some(true);
     let timed_out = |got: usize| format!("timeout after {got} of {count} replies");
 
     let mut conn = None;

@@ -4,6 +4,7 @@
 //! nkp listen [--domain D] URI...
 //! nkp send URI [--message TEXT] [--binary] [--count N] [--timeout MS] [--nameserver IP:PORT]
 //! nkp resolve URI [--nameserver IP:PORT] [--listen]
+//! nkp stun HOST:PORT [--timeout MS]
 //! ```
 //!
 //! Failures print one line, `error: ...`, on stderr and exit 1 (2 for usage errors).
@@ -72,6 +73,14 @@ enum Command {
         #[arg(long)]
         listen: bool,
     },
+    /// Send a STUN Binding request and print the mapped address.
+    Stun {
+        /// The STUN server, `HOST:PORT`.
+        server: String,
+        /// Time to wait for the answer, in milliseconds (retransmitting meanwhile).
+        #[arg(long, default_value_t = 5000)]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -117,6 +126,9 @@ fn main() -> ExitCode {
                 nameserver,
                 listen,
             } => resolve(&uri, listen, dns_config(&nameserver)?).await,
+            Command::Stun { server, timeout } => {
+                stun(&server, Duration::from_millis(timeout)).await
+            }
         }
     });
     match result {
@@ -209,5 +221,36 @@ async fn resolve(uri: &str, listen: bool, dns: DnsConfig) -> Result<(), String> 
             d.addr.port()
         ));
     }
+    Ok(())
+}
+
+async fn stun(server: &str, timeout: Duration) -> Result<(), String> {
+    let addr = match server.parse::<std::net::SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => tokio::net::lookup_host(server)
+            .await
+            .map_err(|e| format!("{server}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{server}: no address"))?,
+    };
+    let bind = if addr.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let socket = tokio::net::UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("bind {bind}: {e}"))?;
+    let query = nkp_stun::query(&socket, addr, nkp_stun::DEFAULT_T1);
+    let mapped = tokio::time::timeout(timeout, query)
+        .await
+        .map_err(|_| {
+            format!(
+                "timeout after {} ms waiting for {addr}",
+                timeout.as_millis()
+            )
+        })?
+        .map_err(|e| e.to_string())?;
+    say(&format!("mapped {mapped}"));
     Ok(())
 }

@@ -266,3 +266,32 @@ fn resolve_through_dnsmasq() {
     let _ = child.wait();
     assert_eq!(out, "tcp 127.0.0.21 7001\nudp 127.0.0.21 7002\n");
 }
+
+#[test]
+fn udp_echo_and_stun() {
+    let l = Listener::start(&[
+        "echo://127.0.0.1:0;transport=udp;stun",
+        "echo://[::1]:0;transport=udp",
+        "stun://127.0.0.1:0",
+    ]);
+    assert!(l.addrs.iter().all(|_| true));
+    let uri = format!("echo://127.0.0.1:{};transport=udp", l.port(0));
+    let (code, out, err) = nkp(&["send", &uri, "--message", "dgram", "--count", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "dgram\ndgram\n");
+    let uri = format!("echo://[::1]:{};transport=udp", l.port(1));
+    let (code, out, err) = nkp(&["send", &uri]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "hello\n");
+    // STUN answered on the echo listener's shared port and by the STUN server
+    for i in [0, 2] {
+        let (code, out, err) = nkp(&["stun", &l.addrs[i], "--timeout", "3000"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("mapped 127.0.0.1:"), "{out}");
+    }
+    // no STUN on the plain one: the echo comes back, which is not a STUN answer → timeout
+    let (code, _, err) = nkp(&["stun", &l.addrs[1], "--timeout", "800"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: timeout"), "{err}");
+    assert!(l.terminate().success());
+}

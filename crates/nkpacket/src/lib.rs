@@ -48,6 +48,8 @@ mod protocol;
 mod registry;
 mod resolve;
 mod send;
+#[cfg(feature = "udp")]
+mod stun;
 
 pub use conn::{ConnInfo, Connection, Direction};
 pub use listener::{ListenerHandle, ListenerInfo};
@@ -57,6 +59,8 @@ pub use protocol::{
     TransportRule,
 };
 pub use resolve::{Destination, Spec};
+#[cfg(feature = "udp")]
+pub use stun::StunServer;
 
 pub use nkp_core::{
     CloseReason, Endpoint, Error, Frame, Framing, LinkMeta, Options, TransportKind, UserState,

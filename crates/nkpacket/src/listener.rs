@@ -154,6 +154,11 @@ impl ListenerHandle {
         self.done.cancelled().await;
     }
 
+    /// Resolves when the listener has stopped (for any reason).
+    pub async fn stopped(&self) {
+        self.done.cancelled().await
+    }
+
     /// Sends a datagram from the listener's socket (UDP), outside any connection.
     pub async fn send_datagram(&self, remote: SocketAddr, data: Bytes) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();

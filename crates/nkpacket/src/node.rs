@@ -56,6 +56,9 @@ impl Default for Config {
 pub struct NkpacketBuilder {
     config: Config,
     dns: DnsConfig,
+    /// STUN transactions of queries sent from this node's UDP listeners.
+    #[cfg(feature = "udp")]
+    stun: nkp_stun::Transactions,
     transports: HashMap<TransportKind, Arc<dyn Transport>>,
     registry: ProtocolRegistry,
 }
@@ -122,6 +125,8 @@ impl NkpacketBuilder {
         Nkpacket {
             inner: Arc::new(Inner {
                 dns,
+                #[cfg(feature = "udp")]
+                stun: self.stun,
                 conns: Arc::new(ConnectionTable::new(self.config.max_connections)),
                 config: RwLock::new(self.config),
                 transports: self.transports,
@@ -158,6 +163,8 @@ pub struct Nkpacket {
 
 pub(crate) struct Inner {
     pub(crate) dns: Result<DnsResolver, String>,
+    #[cfg(feature = "udp")]
+    pub(crate) stun: nkp_stun::Transactions,
     pub(crate) config: RwLock<Config>,
     pub(crate) transports: HashMap<TransportKind, Arc<dyn Transport>>,
     pub(crate) registry: ProtocolRegistry,
@@ -199,9 +206,19 @@ impl Nkpacket {
         let mut b = NkpacketBuilder {
             config: Config::default(),
             dns: DnsConfig::default(),
+            #[cfg(feature = "udp")]
+            stun: nkp_stun::Transactions::new(),
             transports: HashMap::new(),
             registry: ProtocolRegistry::default(),
         };
+        #[cfg(feature = "udp")]
+        {
+            let stun = crate::stun::interceptor_factory(b.stun.clone());
+            b = b.transport(Arc::new(
+                nkp_udp::UdpTransport::new().with_interceptor(stun),
+            ));
+            b = b.protocol("stun", crate::stun::StunServer);
+        }
         #[cfg(feature = "tcp")]
         {
             // Bind retries are the node's (for every transport), not the transport's.
@@ -381,27 +398,109 @@ impl Nkpacket {
             return Err(last_err.unwrap_or(Error::NoListener));
         };
         let external_url = options.external_url.clone();
-        Ok(listener::spawn(
+        let handle = listener::spawn(
             &self.inner.listeners,
             ListenerStart {
-                id,
+                id: id.clone(),
                 domain,
-                proto,
+                proto: proto.clone(),
                 transport: d.transport,
                 listen_ip: d.addr.ip(),
-                options,
+                options: options.clone(),
                 external_url,
                 socket,
                 conns: self.inner.conns.clone(),
                 shutdown: self.inner.shutdown.clone(),
             },
-        ))
+        );
+        if d.transport == TransportKind::Udp && options.udp_starts_tcp == Some(true) {
+            self.start_tcp_companion(&handle, &d, &options, &id).await?;
+        }
+        Ok(handle)
+    }
+
+    /// `udp_starts_tcp` (§6.9): a TCP listener on the same port, with the same domain and
+    /// protocol, id `udp_to_tcp:<id>`; the two live and die together.
+    async fn start_tcp_companion(
+        &self,
+        udp: &ListenerHandle,
+        d: &Destination,
+        options: &Options,
+        id: &str,
+    ) -> Result<(), Error> {
+        let mut topts = options.clone();
+        topts.id = Some(format!("udp_to_tcp:{id}"));
+        topts.udp_starts_tcp = None;
+        topts.udp_no_connections = None;
+        topts.udp_stun_reply = None;
+        // Stops when the UDP listener stops.
+        topts.monitor = Some(udp.cancel.clone());
+        let mut tdest = Destination::new(
+            d.scheme.clone(),
+            TransportKind::Tcp,
+            SocketAddr::new(d.addr.ip(), udp.info().port()),
+        )
+        .with_options(topts);
+        tdest.proto = d.proto.clone();
+        match Box::pin(self.start_listener(Spec::Dest(tdest), Options::default())).await {
+            Ok(tcp) => {
+                // ... and the UDP listener stops when the TCP one does.
+                let udp = udp.clone();
+                tokio::spawn(async move {
+                    tcp.stopped().await;
+                    udp.stop().await;
+                });
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(port = udp.info().port(), error = %e, "udp_starts_tcp: no TCP listener; the UDP one stops too");
+                udp.stop().await;
+                Err(e)
+            }
+        }
     }
 
     /// The node's DNS resolver (its cache can be cleared or seeded); `None` when it could
     /// not be built.
     pub fn dns(&self) -> Option<&DnsResolver> {
         self.inner.dns.as_ref().ok()
+    }
+
+    /// Sends a STUN Binding query from a UDP listener's socket and returns the address the
+    /// server saw (so the mapping is the listener's), retransmitting as RFC 5389 says with
+    /// the listener's `udp_stun_t1` (default 500 ms) and giving up at 31·T1.
+    #[cfg(feature = "udp")]
+    pub async fn stun_query(
+        &self,
+        listener: &ListenerHandle,
+        server: SocketAddr,
+    ) -> Result<SocketAddr, Error> {
+        crate::stun::query_from(&self.inner.stun, listener, server).await
+    }
+
+    /// Finds the external address of this node through STUN servers, tried in order from
+    /// the first UDP listener of the family (opt-in: never done at start-up).
+    #[cfg(feature = "udp")]
+    pub async fn discover_external(&self, servers: &[SocketAddr]) -> Result<SocketAddr, Error> {
+        let mut last = Error::NoTransports;
+        for server in servers {
+            let Some(l) = self.listeners().into_iter().find(|l| {
+                l.info().transport() == TransportKind::Udp
+                    && l.info().local().is_ipv6() == server.is_ipv6()
+            }) else {
+                last = Error::NoListeningTransport {
+                    transport: TransportKind::Udp,
+                    domain: "any".into(),
+                    family: if server.is_ipv6() { "IPv6" } else { "IPv4" },
+                };
+                continue;
+            };
+            match self.stun_query(&l, *server).await {
+                Ok(a) => return Ok(a),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// Every running listener, in start order.

@@ -1,5 +1,7 @@
 //! §13 basic_test (items 1–5) and facade basics.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use nkpacket::{Config, Nkpacket, Options, TransportKind, options::defaults};

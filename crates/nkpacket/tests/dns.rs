@@ -2,6 +2,8 @@
 //! cache seeded (as the original's tests did) and a silent nameserver behind it, so no query
 //! ever leaves the machine; and connect/send falling through dead SRV targets.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::net::IpAddr;

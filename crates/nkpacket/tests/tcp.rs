@@ -1,6 +1,8 @@
 //! §13 tcp_test items over TCP, §5.9 errors reachable with TCP, and engine behaviour
 //! (idle timers, reuse, panics, bridges, limits) on loopback.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::net::SocketAddr;

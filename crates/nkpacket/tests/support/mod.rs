@@ -109,7 +109,8 @@ impl Reports {
     /// Asserts nothing else arrives within 50 ms.
     pub async fn none_pending(&mut self) {
         if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(50), self.rx.recv()).await {
-            panic!("unexpected report {r:?}");
+            let text: String = format!("{r:?}").chars().take(300).collect();
+            panic!("unexpected report {text}");
         }
     }
 }
