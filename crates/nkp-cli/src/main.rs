@@ -171,8 +171,10 @@ async fn listen(domain: Option<String>, uris: Vec<String>) -> Result<(), String>
     let mut opts = Options::default();
     opts.domain = domain;
     for uri in &uris {
+        let mut lopts = opts.clone();
+        self_signed_if_needed(&nk, uri, &mut lopts).await?;
         let l = nk
-            .start_listener(uri.as_str(), opts.clone())
+            .start_listener(uri.as_str(), lopts)
             .await
             .map_err(|e| format!("{uri}: {e}"))?;
         say(&format!(
@@ -184,6 +186,42 @@ async fn listen(domain: Option<String>, uris: Vec<String>) -> Result<(), String>
     wait_for_signal().await?;
     // Stop accepting, close idle connections, give busy ones up to 5 s.
     nk.shutdown_with(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+/// A tls/wss/https listener without certificate files gets a fresh self-signed certificate
+/// for its host (the library itself refuses to guess), with a warning.
+async fn self_signed_if_needed(nk: &Nkpacket, uri: &str, opts: &mut Options) -> Result<(), String> {
+    let dests = nk
+        .resolve(uri, opts, true)
+        .await
+        .map_err(|e| format!("{uri}: {e}"))?;
+    let Some(d) = dests.first() else {
+        return Ok(());
+    };
+    if !d.transport.is_secure()
+        || (d.options.tls_certfile.is_some() && d.options.tls_keyfile.is_some())
+    {
+        return Ok(());
+    }
+    let mut hosts: Vec<String> = nkpacket::tls::DEFAULT_HOSTS
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    if let Some(h) = &d.options.host
+        && !hosts.contains(h)
+    {
+        hosts.insert(0, h.clone());
+    }
+    let dir = std::env::temp_dir().join(format!("nkp-{}-certs", std::process::id()));
+    let (cert, key) =
+        nkpacket::tls::write_self_signed(&dir, &hosts).map_err(|e| format!("{uri}: {e}"))?;
+    eprintln!(
+        "warning: {uri} has no tls_certfile/tls_keyfile: using a self-signed certificate for {}",
+        hosts.join(", ")
+    );
+    opts.tls_certfile = Some(cert.display().to_string());
+    opts.tls_keyfile = Some(key.display().to_string());
     Ok(())
 }
 

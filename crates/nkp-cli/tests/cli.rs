@@ -43,6 +43,10 @@ impl Listener {
 
     /// SIGTERM, then the exit status within 10 s.
     fn terminate(mut self) -> std::process::ExitStatus {
+        self.terminate_ref()
+    }
+
+    fn terminate_ref(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -294,4 +298,41 @@ fn udp_echo_and_stun() {
     assert_eq!(code, 1);
     assert!(err.starts_with("error: timeout"), "{err}");
     assert!(l.terminate().success());
+}
+
+#[test]
+fn tls_listener_gets_a_self_signed_certificate() {
+    let mut child = Command::new(NKP)
+        .args(["listen", "echo://127.0.0.1:0;transport=tls"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening tls 127.0.0.1:"), "{line}");
+    let addr = line.split_whitespace().nth(2).unwrap().to_string();
+    let l = Listener {
+        child,
+        addrs: vec![addr.clone()],
+    };
+    // verification is on by default: the self-signed server is refused
+    let uri = format!("echo://{addr};transport=tls");
+    let (code, _, err) = nkp(&["send", &uri]);
+    assert_eq!(code, 1);
+    assert!(err.contains("certificate"), "{err}");
+    // ... unless the URI opts out
+    let (code, out, err) = nkp(&["send", &format!("{uri};tls_verify=false"), "--count", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "hello\nhello\n");
+    let mut l = l;
+    let mut stderr = l.child.stderr.take().unwrap();
+    assert!(l.terminate_ref().success());
+    let mut text = String::new();
+    stderr.read_to_string(&mut text).unwrap();
+    assert!(
+        text.contains("warning:") && text.contains("self-signed"),
+        "{text}"
+    );
 }

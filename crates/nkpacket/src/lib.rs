@@ -68,6 +68,12 @@ pub use nkp_core::{
 };
 pub use nkp_uri as uri;
 
+/// TLS helpers: self-signed certificates for tests and tools, session details.
+#[cfg(feature = "tls")]
+pub mod tls {
+    pub use nkp_tls::{DEFAULT_HOSTS, self_signed, write_self_signed};
+}
+
 /// DNS location (RFC 3263): configuration, resolver and cache.
 pub mod dns {
     pub use nkp_dns::order::{NaptrRecord, SrvRecord};

@@ -219,6 +219,10 @@ impl Nkpacket {
             ));
             b = b.protocol("stun", crate::stun::StunServer);
         }
+        #[cfg(feature = "tls")]
+        {
+            b = b.transport(Arc::new(nkp_tls::TlsTransport::new()));
+        }
         #[cfg(feature = "tcp")]
         {
             // Bind retries are the node's (for every transport), not the transport's.

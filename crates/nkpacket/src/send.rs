@@ -77,8 +77,8 @@ impl Nkpacket {
     ///
     /// `msg` is the protocol's `Message` type, or raw data (a [`crate::Frame`], `Bytes`,
     /// `Vec<u8>`, `String`). A UDP message larger than `udp_max_size` goes over TCP to the
-    /// same address when `udp_to_tcp` is set. When every destination failed, the last error
-    /// is returned; an empty list gives [`Error::NoTransports`].
+    /// same address when `udp_to_tcp` is set. When every destination failed, the error of the
+    /// first (preferred) one is returned; an empty list gives [`Error::NoTransports`].
     pub async fn send<M>(
         &self,
         spec: impl Into<Spec>,
@@ -116,12 +116,14 @@ impl Nkpacket {
         // Each entry: a target, and for connects whether a connection made meanwhile by a
         // concurrent send may be reused (not for explicit `Connect` / `force_new`).
         let mut queue: VecDeque<(Target, bool)> = targets.into_iter().map(|t| (t, false)).collect();
-        let mut last_err: Option<Error> = None;
+        let mut first_err: Option<Error> = None;
         while let Some((t, recheck)) = queue.pop_front() {
             match t {
                 Target::Conn(c) => match msg.send_on(&c).await {
                     Ok(()) => return Ok(c),
-                    Err(e) => last_err = Some(e),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
                 },
                 Target::Dest(d) | Target::Current(d) if d.options.force_new == Some(true) => {
                     queue.push_front((Target::Connect(d), false));
@@ -133,7 +135,7 @@ impl Nkpacket {
                         _ => continue,
                     };
                     if let Err(e) = self.fill_port(&mut d) {
-                        last_err = Some(e);
+                        first_err.get_or_insert(e);
                         continue;
                     }
                     let mut too_large = false;
@@ -141,11 +143,13 @@ impl Nkpacket {
                         match msg.send_on(&c).await {
                             Ok(()) => return Ok(c),
                             Err(e @ Error::UdpTooLarge { .. }) => {
-                                last_err = Some(e);
+                                first_err.get_or_insert(e);
                                 too_large = true;
                                 break;
                             }
-                            Err(e) => last_err = Some(e),
+                            Err(e) => {
+                                first_err.get_or_insert(e);
+                            }
                         }
                     }
                     if too_large {
@@ -161,26 +165,30 @@ impl Nkpacket {
                 }
                 Target::Connect(mut d) => {
                     if let Err(e) = self.fill_port(&mut d) {
-                        last_err = Some(e);
+                        first_err.get_or_insert(e);
                         continue;
                     }
                     match self.connect_dest(&d, recheck).await {
                         Ok(c) => match msg.send_on(&c).await {
                             Ok(()) => return Ok(c),
                             Err(e @ Error::UdpTooLarge { .. }) => {
-                                last_err = Some(e);
+                                first_err.get_or_insert(e);
                                 if let Some(tcp) = udp_to_tcp(&d) {
                                     queue.push_front((Target::Dest(tcp), false));
                                 }
                             }
-                            Err(e) => last_err = Some(e),
+                            Err(e) => {
+                                first_err.get_or_insert(e);
+                            }
                         },
-                        Err(e) => last_err = Some(e),
+                        Err(e) => {
+                            first_err.get_or_insert(e);
+                        }
                     }
                 }
             }
         }
-        Err(last_err.unwrap_or(Error::NoTransports))
+        Err(first_err.unwrap_or(Error::NoTransports))
     }
 
     /// Sends only on an existing connection to the destination (the original's
@@ -203,25 +211,25 @@ impl Nkpacket {
     pub async fn connect(&self, spec: impl Into<Spec>, opts: Options) -> Result<Connection, Error> {
         let targets =
             resolve::resolve_spec(&*self.inner, spec.into(), &opts, ResolveType::Connect).await?;
-        let mut last_err = None;
+        let mut first_err = None;
         for t in targets {
             let mut d = match t {
                 Target::Dest(d) | Target::Connect(d) | Target::Current(d) => d,
                 Target::Conn(c) => return Ok(c),
             };
             if let Err(e) = self.fill_port(&mut d) {
-                last_err = Some(e);
+                first_err.get_or_insert(e);
                 continue;
             }
             match self.connect_dest(&d, false).await {
                 Ok(c) => return Ok(c),
                 Err(e) => {
                     tracing::debug!(dest = %d.addr, error = %e, "connect failed; trying next");
-                    last_err = Some(e)
+                    first_err.get_or_insert(e);
                 }
             }
         }
-        Err(last_err.unwrap_or(Error::NoTransports))
+        Err(first_err.unwrap_or(Error::NoTransports))
     }
 
     fn fill_port(&self, d: &mut Destination) -> Result<(), Error> {
