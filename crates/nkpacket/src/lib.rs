@@ -53,7 +53,7 @@ mod stun;
 
 pub use conn::{ConnInfo, Connection, Direction};
 pub use listener::{ListenerHandle, ListenerInfo};
-pub use node::{Config, Nkpacket, NkpacketBuilder, is_local_ip};
+pub use node::{Config, Nkpacket, NkpacketBuilder, external_url, is_local_ip};
 pub use protocol::{
     BridgeAction, BridgeDir, EncodeError, Handled, Init, Parse, Protocol, StopReason, Timeout,
     TransportRule,

@@ -401,7 +401,10 @@ impl Nkpacket {
         let Some(socket) = socket else {
             return Err(last_err.unwrap_or(Error::NoListener));
         };
-        let external_url = options.external_url.clone();
+        let external_url = options
+            .external_url
+            .clone()
+            .or_else(|| external_url(d.transport, socket.local_addr(), options.path.as_deref()));
         let handle = listener::spawn(
             &self.inner.listeners,
             ListenerStart {
@@ -666,6 +669,48 @@ impl Nkpacket {
     pub async fn shutdown(&self) {
         self.shutdown_with(Duration::from_secs(5)).await
     }
+}
+
+/// The generated external URL of an http/https listener (§2.8), with the original's bugs
+/// fixed: IPv6 in brackets, and `::` replaced by `::1` as `0.0.0.0` is by `127.0.0.1`.
+///
+/// ```
+/// use nkpacket::{TransportKind, external_url};
+/// let a = "0.0.0.0:8080".parse().unwrap();
+/// assert_eq!(external_url(TransportKind::Http, a, Some("/test1")).unwrap(), "http://127.0.0.1:8080/test1");
+/// let b = "[::]:443".parse().unwrap();
+/// assert_eq!(external_url(TransportKind::Https, b, None).unwrap(), "https://[::1]");
+/// assert_eq!(external_url(TransportKind::Tcp, a, None), None);
+/// ```
+pub fn external_url(
+    transport: TransportKind,
+    local: SocketAddr,
+    path: Option<&str>,
+) -> Option<String> {
+    let default_port = match transport {
+        TransportKind::Http => 80,
+        TransportKind::Https => 443,
+        _ => return None,
+    };
+    let ip = match local.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        other => other,
+    };
+    let host = match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    let port = if local.port() == default_port {
+        String::new()
+    } else {
+        format!(":{}", local.port())
+    };
+    let mut url = format!("{transport}://{host}{port}{}", path.unwrap_or("/"));
+    if url.len() > 2 && url.ends_with('/') {
+        url.pop();
+    }
+    Some(url)
 }
 
 /// True for unspecified addresses and the machine's loopback; other local addresses are

@@ -683,3 +683,73 @@ async fn listener_on_localhost_takes_the_first_address() {
     assert_eq!(l.info().options().host.as_deref(), Some("localhost"));
     nk.shutdown().await;
 }
+
+/// A protocol-supplied codec frames the stream (here: newline-delimited lines).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_codec_frames_the_stream() {
+    use bytes::BytesMut;
+    use nkpacket::codec::FrameCodec;
+    use nkpacket::{ConnInfo, EncodeError, Parse, Protocol};
+    use tokio_util::codec::{Decoder, Encoder};
+
+    #[derive(Default)]
+    struct Lines;
+    impl Decoder for Lines {
+        type Item = Bytes;
+        type Error = Error;
+        fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, Error> {
+            match src.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    let line = src.split_to(i + 1).freeze();
+                    Ok(Some(line.slice(..i)))
+                }
+                None if src.len() > 1024 => Err(Error::MessageTooLarge {
+                    size: src.len(),
+                    max: 1024,
+                }),
+                None => Ok(None),
+            }
+        }
+    }
+    impl Encoder<Bytes> for Lines {
+        type Error = Error;
+        fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), Error> {
+            dst.extend_from_slice(&item);
+            dst.extend_from_slice(b"\n");
+            Ok(())
+        }
+    }
+    struct LineEcho;
+    impl Protocol for LineEcho {
+        type Message = Bytes;
+        type State = ();
+        fn framing(&self) -> Option<nkpacket::Framing> {
+            Some(nkpacket::Framing::Custom(std::sync::Arc::new(|| {
+                Box::new(Lines) as Box<dyn FrameCodec>
+            })))
+        }
+        fn parse(&self, f: Frame, _c: &ConnInfo, _s: &mut ()) -> Parse<Bytes> {
+            let mut v = f.payload().to_vec();
+            v.reverse();
+            Parse::Reply(Bytes::from(v))
+        }
+        fn encode(&self, m: Bytes, _c: &ConnInfo, _s: &mut ()) -> Result<Frame, EncodeError> {
+            Ok(Frame::Binary(m))
+        }
+    }
+    let nk = Nkpacket::builder().protocol("lines", LineEcho).build();
+    let l = nk
+        .start_listener("lines://127.0.0.1:0;transport=tcp", Options::default())
+        .await
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(l.info().local())
+        .await
+        .unwrap();
+    // two lines in one write, a third split across writes
+    s.write_all(b"abc\nxyz\n12").await.unwrap();
+    s.write_all(b"3\n").await.unwrap();
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"cba\nzyx\n321\n");
+    nk.shutdown().await;
+}
