@@ -753,3 +753,47 @@ async fn protocol_codec_frames_the_stream() {
     assert_eq!(&buf, b"cba\nzyx\n321\n");
     nk.shutdown().await;
 }
+
+/// Graceful shutdown: every send accepted before `shutdown` is written before the
+/// connection closes, even when the peer is slow to read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_delivers_queued_messages() {
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = server.accept().await.unwrap();
+        go_rx.await.unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).await.unwrap();
+        all.len()
+    });
+    let nk = Nkpacket::default();
+    let c = nk
+        .connect(format!("raw://{addr};transport=tcp"), Options::default())
+        .await
+        .unwrap();
+    const N: usize = 100;
+    const SIZE: usize = 64 * 1024;
+    let mut sends = Vec::new();
+    for _ in 0..N {
+        let c = c.clone();
+        sends.push(tokio::spawn(async move {
+            c.send(Bytes::from(vec![7u8; SIZE])).await
+        }));
+    }
+    // the peer is not reading: the writes stall on full socket buffers
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopper = {
+        let nk = nk.clone();
+        tokio::spawn(async move { nk.shutdown_with(Duration::from_secs(20)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    go_tx.send(()).unwrap();
+    for s in sends {
+        s.await.unwrap().unwrap();
+    }
+    stopper.await.unwrap();
+    assert_eq!(reader.await.unwrap(), N * SIZE);
+    assert!(!c.is_alive());
+}

@@ -262,7 +262,63 @@ impl<P: Protocol> Engine<P> {
                 }
             }
         };
+        if matches!(reason, StopReason::Shutdown | StopReason::ListenerStopped) {
+            self.drain(&mut state).await;
+        }
         self.finish(reason, Some(state)).await;
+    }
+
+    /// Graceful stop: messages already queued are still written (within [`CLOSE_TIMEOUT`]),
+    /// so a `send` that was accepted is either delivered or its caller gets an error.
+    async fn drain(&mut self, state: &mut P::State) {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let mut waiting = Vec::new();
+        let mut failed: Option<String> = None;
+        while let Ok(cmd) = self.rx.try_recv() {
+            let Command::Send { msg, reply } = cmd else {
+                continue;
+            };
+            if let Some(e) = &failed {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(Error::Closed(Some(e.clone()))));
+                }
+                continue;
+            }
+            let r = match self.encode(msg, state) {
+                Ok(frame) => tokio::time::timeout_at(deadline, self.link.feed(frame))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::Timeout {
+                            op: "send while stopping",
+                            after: CLOSE_TIMEOUT,
+                        })
+                    }),
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(()) => waiting.extend(reply),
+                Err(e) if Self::recoverable(&e) => {
+                    if let Some(r) = reply {
+                        let _ = r.send(Err(e));
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    if let Some(r) = reply {
+                        let _ = r.send(Err(e));
+                    }
+                }
+            }
+        }
+        let flushed = match tokio::time::timeout_at(deadline, self.link.flush()).await {
+            Ok(Ok(())) if failed.is_none() => Ok(()),
+            Ok(Ok(())) => Err(failed.unwrap_or_default()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out while stopping".to_string()),
+        };
+        for w in waiting {
+            let _ = w.send(flushed.clone().map_err(|e| Error::Closed(Some(e))));
+        }
     }
 
     /// Restarts the idle timer (cheaply: the sleep is re-armed only when it fires early).
