@@ -287,12 +287,10 @@ impl<P: Protocol> Engine<P> {
             let r = match self.encode(msg, state) {
                 Ok(frame) => tokio::time::timeout_at(deadline, self.link.feed(frame))
                     .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::Timeout {
-                            op: "send while stopping",
-                            after: CLOSE_TIMEOUT,
-                        })
-                    }),
+                    .unwrap_or(Err(Error::Timeout {
+                        op: "send while stopping",
+                        after: CLOSE_TIMEOUT,
+                    })),
                 Err(e) => Err(e),
             };
             match r {
