@@ -217,6 +217,16 @@ impl ListenerTable {
     }
 }
 
+/// Reopens a listener's socket after it failed (same address, same options).
+pub(crate) type Rebind =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<BoxListener, Error>> + Send + Sync>;
+
+/// Restart policy of a listener whose socket failed (§6.10): at most this many restarts
+/// within [`RESTART_WINDOW`], then it stops for good.
+const MAX_RESTARTS: usize = 10;
+const RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+const RESTART_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What the listener task needs from the node.
 pub(crate) struct ListenerStart {
     pub(crate) id: String,
@@ -227,6 +237,7 @@ pub(crate) struct ListenerStart {
     pub(crate) options: Arc<Options>,
     pub(crate) external_url: Option<String>,
     pub(crate) socket: BoxListener,
+    pub(crate) rebind: Option<Rebind>,
     pub(crate) conns: Arc<ConnectionTable>,
     pub(crate) shutdown: CancellationToken,
 }
@@ -264,6 +275,8 @@ pub(crate) fn spawn(table: &Arc<ListenerTable>, start: ListenerStart) -> Listene
         info,
         proto: start.proto,
         socket: start.socket,
+        rebind: start.rebind,
+        restarts: Vec::new(),
         conns: start.conns,
         shutdown: start.shutdown,
         cancel,
@@ -278,6 +291,8 @@ struct ListenerTask {
     info: ListenerInfo,
     proto: ProtoRef,
     socket: BoxListener,
+    rebind: Option<Rebind>,
+    restarts: Vec<tokio::time::Instant>,
     conns: Arc<ConnectionTable>,
     shutdown: CancellationToken,
     cancel: CancellationToken,
@@ -310,7 +325,10 @@ impl ListenerTask {
                         }
                     }
                     Some(Err(e)) => tracing::debug!(error = %e, "incoming connection failed"),
-                    None => break StopReason::Error("listening socket closed".into()),
+                    None => match self.restart().await {
+                        Ok(()) => {}
+                        Err(reason) => break reason,
+                    },
                 },
             }
         };
@@ -321,6 +339,44 @@ impl ListenerTask {
         self.table.remove(self.info.serial());
         drop(self.socket);
         self.done.cancel();
+    }
+
+    /// The socket failed: reopen it, unless it failed too often lately.
+    async fn restart(&mut self) -> Result<(), StopReason> {
+        let now = tokio::time::Instant::now();
+        self.restarts
+            .retain(|t| now.duration_since(*t) < RESTART_WINDOW);
+        let Some(rebind) = self.rebind.clone() else {
+            return Err(StopReason::Error("listening socket closed".into()));
+        };
+        if self.restarts.len() >= MAX_RESTARTS {
+            tracing::error!("listening socket failed {MAX_RESTARTS} times in a minute: giving up");
+            return Err(StopReason::Error(format!(
+                "listening socket closed; {MAX_RESTARTS} restarts in {} s",
+                RESTART_WINDOW.as_secs()
+            )));
+        }
+        self.restarts.push(now);
+        tokio::select! {
+            _ = self.cancel.cancelled() => return Err(StopReason::Normal),
+            _ = tokio::time::sleep(RESTART_DELAY) => {}
+        }
+        match rebind().await {
+            Ok(socket) => {
+                tracing::warn!(
+                    restarts = self.restarts.len(),
+                    "listening socket failed; reopened"
+                );
+                self.socket = socket;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "listening socket failed and cannot be reopened");
+                Err(StopReason::Error(format!(
+                    "listening socket closed and could not be reopened: {e}"
+                )))
+            }
+        }
     }
 
     fn spawn_conn(&self, link: LinkSource) {

@@ -405,9 +405,20 @@ impl Nkpacket {
             .external_url
             .clone()
             .or_else(|| external_url(d.transport, socket.local_addr(), options.path.as_deref()));
+        // The same address (with the real port) and options, if the socket has to be reopened.
+        let rebind: listener::Rebind = {
+            let transport = transport.clone();
+            let req = ListenRequest {
+                transport: d.transport,
+                addr: socket.local_addr(),
+                options: options.clone(),
+            };
+            Arc::new(move || transport.listen(req.clone()))
+        };
         let handle = listener::spawn(
             &self.inner.listeners,
             ListenerStart {
+                rebind: Some(rebind),
                 id: id.clone(),
                 domain,
                 proto: proto.clone(),

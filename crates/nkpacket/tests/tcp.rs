@@ -797,3 +797,83 @@ async fn shutdown_delivers_queued_messages() {
     assert_eq!(reader.await.unwrap(), N * SIZE);
     assert!(!c.is_alive());
 }
+
+/// Listener restart policy (§6.10): a failed socket is reopened, at most 10 times a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_listener_sockets_are_reopened_a_few_times() {
+    use futures_core::future::BoxFuture;
+    use nkpacket::TransportKind as T;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    /// A listener whose socket "fails" (its stream ends) 50 ms after it was opened.
+    struct Flaky {
+        addr: SocketAddr,
+        dies: Pin<Box<tokio::time::Sleep>>,
+    }
+    impl futures_core::Stream for Flaky {
+        type Item = Result<nkp_core::Accepted, Error>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.dies.as_mut().poll(cx).map(|_| None)
+        }
+    }
+    impl nkp_core::Listener for Flaky {
+        fn local_addr(&self) -> SocketAddr {
+            self.addr
+        }
+    }
+    struct FlakyTransport {
+        opened: Arc<AtomicUsize>,
+        refuse_after: usize,
+    }
+    impl nkp_core::Transport for FlakyTransport {
+        fn kinds(&self) -> &'static [T] {
+            &[T::Sctp]
+        }
+        fn listen(
+            &self,
+            req: nkp_core::ListenRequest,
+        ) -> BoxFuture<'static, Result<nkp_core::BoxListener, Error>> {
+            let n = self.opened.fetch_add(1, Ordering::SeqCst) + 1;
+            let refuse = n > self.refuse_after;
+            Box::pin(async move {
+                if refuse {
+                    return Err(Error::Unsupported("no more sockets".into()));
+                }
+                let addr = SocketAddr::new(req.addr.ip(), 4242);
+                Ok(Box::new(Flaky {
+                    addr,
+                    dies: Box::pin(tokio::time::sleep(Duration::from_millis(50))),
+                }) as nkp_core::BoxListener)
+            })
+        }
+        fn connect(
+            &self,
+            _req: nkp_core::ConnectRequest,
+        ) -> BoxFuture<'static, Result<nkp_core::BoxLink, Error>> {
+            Box::pin(async { Err(Error::Unsupported("flaky".into())) })
+        }
+    }
+    use std::future::Future;
+
+    for (refuse_after, expected_opens) in [(usize::MAX, 11), (3, 4)] {
+        let opened = Arc::new(AtomicUsize::new(0));
+        let nk = Nkpacket::builder()
+            .transport(Arc::new(FlakyTransport {
+                opened: opened.clone(),
+                refuse_after,
+            }))
+            .build();
+        let l = nk
+            .start_listener("x://127.0.0.1:0;transport=sctp", Options::default())
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), l.stopped())
+            .await
+            .expect("the listener gives up");
+        assert_eq!(opened.load(Ordering::SeqCst), expected_opens);
+        assert!(nk.listeners().is_empty());
+    }
+}
