@@ -127,6 +127,8 @@ impl NkpacketBuilder {
                 dns,
                 #[cfg(feature = "udp")]
                 stun: self.stun,
+                #[cfg(feature = "udp")]
+                external: RwLock::new(None),
                 conns: Arc::new(ConnectionTable::new(self.config.max_connections)),
                 config: RwLock::new(self.config),
                 transports: self.transports,
@@ -165,6 +167,9 @@ pub(crate) struct Inner {
     pub(crate) dns: Result<DnsResolver, String>,
     #[cfg(feature = "udp")]
     pub(crate) stun: nkp_stun::Transactions,
+    /// The address found by the last external address discovery.
+    #[cfg(feature = "udp")]
+    pub(crate) external: RwLock<Option<SocketAddr>>,
     pub(crate) config: RwLock<Config>,
     pub(crate) transports: HashMap<TransportKind, Arc<dyn Transport>>,
     pub(crate) registry: ProtocolRegistry,
@@ -502,23 +507,40 @@ impl Nkpacket {
     pub async fn discover_external(&self, servers: &[SocketAddr]) -> Result<SocketAddr, Error> {
         let mut last = Error::NoTransports;
         for server in servers {
-            let Some(l) = self.listeners().into_iter().find(|l| {
-                l.info().transport() == TransportKind::Udp
-                    && l.info().local().is_ipv6() == server.is_ipv6()
-            }) else {
-                last = Error::NoListeningTransport {
-                    transport: TransportKind::Udp,
-                    domain: "any".into(),
-                    family: if server.is_ipv6() { "IPv6" } else { "IPv4" },
-                };
-                continue;
-            };
-            match self.stun_query(&l, *server).await {
-                Ok(a) => return Ok(a),
+            let found = self.stun_from_family(server).await;
+            match found {
+                Ok(a) => {
+                    *self.inner.external.write() = Some(a);
+                    return Ok(a);
+                }
                 Err(e) => last = e,
             }
         }
         Err(last)
+    }
+
+    /// The external address found by the last successful
+    /// [`Nkpacket::discover_external`], for protocols that put it in their messages.
+    #[cfg(feature = "udp")]
+    pub fn external_address(&self) -> Option<SocketAddr> {
+        *self.inner.external.read()
+    }
+
+    #[cfg(feature = "udp")]
+    async fn stun_from_family(&self, server: &SocketAddr) -> Result<SocketAddr, Error> {
+        {
+            let Some(l) = self.listeners().into_iter().find(|l| {
+                l.info().transport() == TransportKind::Udp
+                    && l.info().local().is_ipv6() == server.is_ipv6()
+            }) else {
+                return Err(Error::NoListeningTransport {
+                    transport: TransportKind::Udp,
+                    domain: "any".into(),
+                    family: if server.is_ipv6() { "IPv6" } else { "IPv4" },
+                });
+            };
+            self.stun_query(&l, *server).await
+        }
     }
 
     /// Every running listener, in start order.

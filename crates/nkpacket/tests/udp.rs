@@ -495,3 +495,33 @@ async fn idle_expiry_and_ephemeral() {
     client.shutdown().await;
     nk.shutdown().await;
 }
+
+/// External address discovery through STUN servers (opt-in), tried in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_external_address() {
+    let server_node = Nkpacket::default();
+    let stun = server_node
+        .start_listener("stun://127.0.0.1:0", Options::default())
+        .await
+        .unwrap();
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let nk = Nkpacket::default();
+    assert_eq!(nk.external_address(), None);
+    // no UDP listener yet
+    let e = nk
+        .discover_external(&[stun.info().local()])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "no_listening_transport");
+    let mut o = Options::default();
+    o.udp_stun_t1 = Some(Duration::from_millis(20));
+    let l = nk.start_listener("stun://127.0.0.1:0", o).await.unwrap();
+    let found = nk
+        .discover_external(&[silent.local_addr().unwrap(), stun.info().local()])
+        .await
+        .unwrap();
+    assert_eq!(found, l.info().local());
+    assert_eq!(nk.external_address(), Some(found));
+    nk.shutdown().await;
+    server_node.shutdown().await;
+}
