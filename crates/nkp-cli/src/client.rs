@@ -3,55 +3,9 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use nkpacket::echo::{ECHO_TRANSPORTS, echo_default_port, echo_naptr};
-use nkpacket::{
-    ConnInfo, EncodeError, Frame, Framing, Nkpacket, Options, Parse, Protocol, TransportKind,
-    TransportRule,
-};
-use tokio::sync::mpsc;
+use nkpacket::echo::EchoClient;
+use nkpacket::{Frame, Framing, Nkpacket, Options};
 use tokio::time::Instant;
-
-/// Resolves like `echo`, and collects what arrives instead of echoing it.
-struct Collector {
-    tx: mpsc::UnboundedSender<Frame>,
-}
-
-impl Protocol for Collector {
-    type Message = Frame;
-    type State = ();
-
-    fn transports(&self, _scheme: &str) -> Option<Vec<TransportRule>> {
-        Some(
-            ECHO_TRANSPORTS
-                .iter()
-                .map(|t| TransportRule::Plain(*t))
-                .collect(),
-        )
-    }
-
-    fn default_port(&self, transport: TransportKind) -> Option<u16> {
-        Some(echo_default_port(transport))
-    }
-
-    fn naptr(&self, _scheme: &str, service: &str) -> Option<TransportKind> {
-        echo_naptr(service)
-    }
-
-    fn uses_naptr(&self) -> bool {
-        true
-    }
-
-    fn parse(&self, frame: Frame, _conn: &ConnInfo, _state: &mut ()) -> Parse<Frame> {
-        if frame.is_data() {
-            let _ = self.tx.send(frame);
-        }
-        Parse::Continue
-    }
-
-    fn encode(&self, msg: Frame, _conn: &ConnInfo, _state: &mut ()) -> Result<Frame, EncodeError> {
-        Ok(msg)
-    }
-}
 
 fn scheme_of(uri: &str) -> Result<String, String> {
     let uris = nkpacket::uri::parse_list(uri).map_err(|e| e.to_string())?;
@@ -69,10 +23,10 @@ pub(crate) async fn send(
     timeout: Duration,
     dns: nkpacket::dns::DnsConfig,
 ) -> Result<(), String> {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (client, mut rx) = EchoClient::new();
     let scheme = scheme_of(uri)?;
     let nk = Nkpacket::builder()
-        .protocol(&scheme, Collector { tx })
+        .protocol(&scheme, client)
         .dns(dns)
         .try_build()
         .map_err(|e| e.to_string())?;

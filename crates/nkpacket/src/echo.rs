@@ -13,6 +13,7 @@
 //! ```
 
 use nkp_core::{Frame, TransportKind};
+use tokio::sync::mpsc;
 
 use crate::conn::ConnInfo;
 use crate::protocol::{EncodeError, Parse, Protocol, TransportRule};
@@ -56,30 +57,46 @@ pub fn echo_naptr(service: &str) -> Option<TransportKind> {
     })
 }
 
+/// The resolution callbacks shared by [`Echo`] and [`EchoClient`].
+macro_rules! echo_resolution {
+    () => {
+        fn transports(&self, _scheme: &str) -> Option<Vec<TransportRule>> {
+            Some(
+                ECHO_TRANSPORTS
+                    .iter()
+                    .map(|t| TransportRule::Plain(*t))
+                    .collect(),
+            )
+        }
+
+        fn default_port(&self, transport: TransportKind) -> Option<u16> {
+            Some(echo_default_port(transport))
+        }
+
+        fn naptr(&self, _scheme: &str, service: &str) -> Option<TransportKind> {
+            echo_naptr(service)
+        }
+
+        fn uses_naptr(&self) -> bool {
+            true
+        }
+
+        fn encode(
+            &self,
+            msg: Frame,
+            _conn: &ConnInfo,
+            _state: &mut (),
+        ) -> Result<Frame, EncodeError> {
+            Ok(msg)
+        }
+    };
+}
+
 impl Protocol for Echo {
     type Message = Frame;
     type State = ();
 
-    fn transports(&self, _scheme: &str) -> Option<Vec<TransportRule>> {
-        Some(
-            ECHO_TRANSPORTS
-                .iter()
-                .map(|t| TransportRule::Plain(*t))
-                .collect(),
-        )
-    }
-
-    fn default_port(&self, transport: TransportKind) -> Option<u16> {
-        Some(echo_default_port(transport))
-    }
-
-    fn naptr(&self, _scheme: &str, service: &str) -> Option<TransportKind> {
-        echo_naptr(service)
-    }
-
-    fn uses_naptr(&self) -> bool {
-        true
-    }
+    echo_resolution!();
 
     fn parse(&self, frame: Frame, _conn: &ConnInfo, _state: &mut ()) -> Parse<Frame> {
         if frame.is_data() {
@@ -88,8 +105,40 @@ impl Protocol for Echo {
             Parse::Continue
         }
     }
+}
 
-    fn encode(&self, msg: Frame, _conn: &ConnInfo, _state: &mut ()) -> Result<Frame, EncodeError> {
-        Ok(msg)
+/// The client side of echo: resolves like [`Echo`], and hands every data unit it receives
+/// to a channel instead of echoing it (used by `nkp send`).
+///
+/// ```
+/// use nkpacket::{Nkpacket, echo::EchoClient};
+/// let (client, mut replies) = EchoClient::new();
+/// let nk = Nkpacket::builder().protocol("echo", client).build();
+/// # drop((nk, replies.try_recv()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct EchoClient {
+    tx: mpsc::UnboundedSender<Frame>,
+}
+
+impl EchoClient {
+    /// The protocol, and the receiver of what arrives on its connections.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<Frame>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (EchoClient { tx }, rx)
+    }
+}
+
+impl Protocol for EchoClient {
+    type Message = Frame;
+    type State = ();
+
+    echo_resolution!();
+
+    fn parse(&self, frame: Frame, _conn: &ConnInfo, _state: &mut ()) -> Parse<Frame> {
+        if frame.is_data() {
+            let _ = self.tx.send(frame);
+        }
+        Parse::Continue
     }
 }
