@@ -212,6 +212,8 @@ option_fields! {
     send_timeout_close: bool,
     /// Per-listener cap of accepted stream connections.
     tcp_max_connections: usize,
+    /// Per-listener cap of live connections from one source IP address (off by default).
+    max_connections_per_ip: usize,
     /// Largest message accepted (stream frame, WebSocket message, HTTP body).
     max_message_size: usize,
     /// Host: listener Host filter (ws/http), client Host header and TLS server name.
@@ -300,6 +302,7 @@ pub const OPTION_NAMES: &[(&str, bool)] = &[
     ("send_timeout", true),
     ("send_timeout_close", true),
     ("tcp_max_connections", true),
+    ("max_connections_per_ip", true),
     ("max_message_size", true),
     ("host", true),
     ("path", true),
@@ -434,6 +437,9 @@ impl Options {
             }
             "send_timeout" => self.send_timeout = Some(parse_ms(k, v, 1)?),
             "send_timeout_close" => self.send_timeout_close = Some(parse_bool(k, v)?),
+            "max_connections_per_ip" => {
+                self.max_connections_per_ip = Some(parse_int(k, v, 1, 1_000_000)?)
+            }
             "tcp_max_connections" => {
                 self.tcp_max_connections = Some(parse_int(k, v, 1, 1_000_000)?)
             }

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::conn::table::ConnectionTable;
+use crate::conn::table::{ConnectionTable, IpCounter};
 use crate::conn::{ConnSetup, Direction, LinkSource};
 use crate::dynproto::ProtoRef;
 use crate::protocol::{Handled, StopReason};
@@ -240,6 +240,7 @@ pub(crate) struct ListenerStart {
     pub(crate) rebind: Option<Rebind>,
     pub(crate) conns: Arc<ConnectionTable>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) callback_budget: std::time::Duration,
 }
 
 /// Registers a bound listener, runs `listen_init` and spawns its task.
@@ -277,6 +278,8 @@ pub(crate) fn spawn(table: &Arc<ListenerTable>, start: ListenerStart) -> Listene
         socket: start.socket,
         rebind: start.rebind,
         restarts: Vec::new(),
+        callback_budget: start.callback_budget,
+        per_ip: Arc::new(IpCounter::default()),
         conns: start.conns,
         shutdown: start.shutdown,
         cancel,
@@ -293,6 +296,8 @@ struct ListenerTask {
     socket: BoxListener,
     rebind: Option<Rebind>,
     restarts: Vec<tokio::time::Instant>,
+    callback_budget: std::time::Duration,
+    per_ip: Arc<IpCounter>,
     conns: Arc<ConnectionTable>,
     shutdown: CancellationToken,
     cancel: CancellationToken,
@@ -401,6 +406,10 @@ impl ListenerTask {
             shutdown: self.shutdown.clone(),
             slot,
             ready: None,
+            callback_budget: self.callback_budget,
+            per_ip: opts
+                .max_connections_per_ip
+                .map(|limit| (self.per_ip.clone(), limit)),
         });
     }
 }

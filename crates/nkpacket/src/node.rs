@@ -31,6 +31,9 @@ pub struct Config {
     pub bind_retry_delay: Duration,
     /// Host name that the special host `node` stands for (default: `localhost`).
     pub node_host: String,
+    /// Longest a protocol callback may keep its thread; a callback that runs longer stops
+    /// its connection (default 2 s). Protocol code must not block.
+    pub callback_budget: Duration,
 }
 
 impl Default for Config {
@@ -40,6 +43,7 @@ impl Default for Config {
             bind_retries: 5,
             bind_retry_delay: Duration::from_secs(1),
             node_host: "localhost".into(),
+            callback_budget: Duration::from_secs(2),
         }
     }
 }
@@ -434,6 +438,7 @@ impl Nkpacket {
                 socket,
                 conns: self.inner.conns.clone(),
                 shutdown: self.inner.shutdown.clone(),
+                callback_budget: self.inner.config.read().callback_budget,
             },
         );
         if d.transport == TransportKind::Udp && options.udp_starts_tcp == Some(true) {

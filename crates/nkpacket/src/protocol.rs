@@ -92,6 +92,9 @@ pub enum StopReason {
     Error(String),
     /// A protocol callback panicked.
     Panic(&'static str),
+    /// A protocol callback kept its thread longer than the node's callback budget
+    /// (protocol code must not block).
+    Blocked(&'static str, std::time::Duration),
     /// Writing a reply failed.
     ReplyError(String),
     /// The node is shutting down.
@@ -110,6 +113,11 @@ impl fmt::Display for StopReason {
             StopReason::BridgeDown => f.write_str("bridge peer down"),
             StopReason::Error(e) => write!(f, "error: {e}"),
             StopReason::Panic(cb) => write!(f, "protocol callback {cb} panicked"),
+            StopReason::Blocked(cb, took) => write!(
+                f,
+                "protocol callback {cb} blocked its thread for {} ms",
+                took.as_millis()
+            ),
             StopReason::ReplyError(e) => write!(f, "reply error: {e}"),
             StopReason::Shutdown => f.write_str("shutdown"),
             StopReason::Custom(r) => f.write_str(r),

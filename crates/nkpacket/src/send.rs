@@ -379,6 +379,8 @@ impl Nkpacket {
             shutdown: self.inner.shutdown.clone(),
             slot,
             ready: Some(tx),
+            callback_budget: self.inner.config.read().callback_budget,
+            per_ip: None,
         });
         rx.await.map_err(|_| Error::NoProcess)?
     }

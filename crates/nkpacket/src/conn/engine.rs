@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::table::{ConnKey, Slot};
+use super::table::{ConnKey, IpCounter, Slot};
 use super::{Command, ConnInfo, Connection, Direction, LinkSource, Outgoing};
 use crate::dynproto::guarded;
 use crate::protocol::{
@@ -48,6 +48,11 @@ pub(crate) struct ConnSetup {
     pub(crate) slot: Slot,
     /// Told the outcome of the handshake and `conn_init` (outbound connections).
     pub(crate) ready: Option<oneshot::Sender<Result<Connection, Error>>>,
+    /// Longest a protocol callback may run before the connection is stopped.
+    pub(crate) callback_budget: Duration,
+    /// Per-source-IP cap of the listener (inbound connections with
+    /// `max_connections_per_ip`).
+    pub(crate) per_ip: Option<(Arc<IpCounter>, usize)>,
 }
 
 struct Engine<P: Protocol> {
@@ -65,6 +70,24 @@ struct Engine<P: Protocol> {
     stashed: Option<Command>,
     /// The idle duration changed: the sleep must be re-armed (it may need to fire earlier).
     rearm: bool,
+    budget: Duration,
+}
+
+/// Runs a protocol callback: a panic, or a callback that kept its thread longer than
+/// `budget` (protocol code must not block), stops the connection.
+fn call<T>(budget: Duration, name: &'static str, f: impl FnOnce() -> T) -> Result<T, StopReason> {
+    let started = std::time::Instant::now();
+    let r = guarded(name, f).map_err(StopReason::Panic)?;
+    let took = started.elapsed();
+    if took > budget {
+        tracing::error!(
+            callback = name,
+            ms = took.as_millis() as u64,
+            "protocol callback blocked its thread; the connection stops"
+        );
+        return Err(StopReason::Blocked(name, took));
+    }
+    Ok(r)
 }
 
 async fn cancelled(token: &Option<CancellationToken>) {
@@ -88,6 +111,8 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
         shutdown,
         mut slot,
         mut ready,
+        callback_budget,
+        per_ip,
     } = setup;
     let monitor = options.monitor.clone();
 
@@ -112,6 +137,19 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
         }
     };
 
+    // The listener's per-source-IP cap, checked once the peer's address is known.
+    let _ip_slot = match &per_ip {
+        Some((counter, limit)) => match counter.acquire(link.info().remote.ip(), *limit) {
+            Some(g) => Some(g),
+            None => {
+                tracing::debug!(remote = %link.info().remote, limit, "too many connections from this address");
+                let mut link = link;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, link.close()).await;
+                return;
+            }
+        },
+        None => None,
+    };
     let user_state = options.user_state.clone();
     let info = ConnInfo::new(
         id,
@@ -154,6 +192,7 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
         bridge: None,
         stashed: None,
         rearm: false,
+        budget: callback_budget,
     };
     async move {
         engine.main(ready, listener_stop, monitor, shutdown).await;
@@ -173,7 +212,8 @@ impl<P: Protocol> Engine<P> {
         monitor: Option<CancellationToken>,
         shutdown: CancellationToken,
     ) {
-        let mut state = match guarded("conn_init", || self.proto.conn_init(&self.info)) {
+        let budget = self.budget;
+        let mut state = match call(budget, "conn_init", || self.proto.conn_init(&self.info)) {
             Ok(Init::Ok(s)) => s,
             Ok(Init::Bridge(s, peer)) => {
                 self.start_bridge(peer);
@@ -187,11 +227,14 @@ impl<P: Protocol> Engine<P> {
                 self.finish(reason, None).await;
                 return;
             }
-            Err(name) => {
+            Err(reason) => {
                 if let Some(r) = ready {
-                    let _ = r.send(Err(Error::Panic(name)));
+                    let _ = r.send(Err(match &reason {
+                        StopReason::Panic(name) => Error::Panic(name),
+                        other => Error::Protocol(other.to_string()),
+                    }));
                 }
-                self.finish(StopReason::Panic(name), None).await;
+                self.finish(reason, None).await;
                 return;
             }
         };
@@ -251,13 +294,13 @@ impl<P: Protocol> Engine<P> {
                         sleep.as_mut().reset(self.deadline);
                         continue;
                     }
-                    match guarded("timeout", || self.proto.timeout(&self.info, &mut state)) {
+                    match call(budget, "timeout", || self.proto.timeout(&self.info, &mut state)) {
                         Ok(Timeout::Keep) => {
                             self.touch();
                             sleep.as_mut().reset(self.deadline);
                         }
                         Ok(Timeout::Stop(r)) => break r,
-                        Err(name) => break StopReason::Panic(name),
+                        Err(r) => break r,
                     }
                 }
             }
@@ -351,17 +394,22 @@ impl<P: Protocol> Engine<P> {
 
     /// Encodes an outgoing message into a frame.
     fn encode(&self, msg: Outgoing, state: &mut P::State) -> Result<Frame, Error> {
+        let stopped = |r: StopReason| match r {
+            StopReason::Panic(name) => Error::Panic(name),
+            other => Error::Protocol(other.to_string()),
+        };
         let any: Box<dyn Any + Send> = match msg {
             Outgoing::Msg(b) => b,
-            Outgoing::Fn(f) => {
-                guarded("send_with message function", || f(&self.info)).map_err(Error::Panic)?
-            }
+            Outgoing::Fn(f) => call(self.budget, "send_with message function", || f(&self.info))
+                .map_err(stopped)?,
         };
         let any = match any.downcast::<P::Message>() {
             Ok(m) => {
-                return guarded("encode", || self.proto.encode(*m, &self.info, state))
-                    .map_err(Error::Panic)?
-                    .map_err(|e| Error::Encode(e.0));
+                return call(self.budget, "encode", || {
+                    self.proto.encode(*m, &self.info, state)
+                })
+                .map_err(stopped)?
+                .map_err(|e| Error::Encode(e.0));
             }
             Err(a) => a,
         };
@@ -402,10 +450,7 @@ impl<P: Protocol> Engine<P> {
     fn recoverable(e: &Error) -> bool {
         matches!(
             e,
-            Error::Encode(_)
-                | Error::UdpTooLarge { .. }
-                | Error::MessageTooLarge { .. }
-                | Error::Panic(_)
+            Error::Encode(_) | Error::UdpTooLarge { .. } | Error::MessageTooLarge { .. }
         )
     }
 
@@ -530,7 +575,7 @@ impl<P: Protocol> Engine<P> {
 
     async fn forward(&mut self, frame: Frame, state: &mut P::State) -> Option<StopReason> {
         let (peer, dir) = self.bridge.clone()?;
-        match guarded("bridge", || {
+        match call(self.budget, "bridge", || {
             self.proto.bridge(frame, dir, &self.info, state)
         }) {
             Ok(BridgeAction::Forward(f)) => {
@@ -541,16 +586,18 @@ impl<P: Protocol> Engine<P> {
             }
             Ok(BridgeAction::Skip) => None,
             Ok(BridgeAction::Stop(r)) => Some(r),
-            Err(name) => Some(StopReason::Panic(name)),
+            Err(r) => Some(r),
         }
     }
 
     async fn reply(&mut self, msgs: Vec<P::Message>, state: &mut P::State) -> Option<StopReason> {
         for m in msgs {
-            let frame = match guarded("encode", || self.proto.encode(m, &self.info, state)) {
+            let frame = match call(self.budget, "encode", || {
+                self.proto.encode(m, &self.info, state)
+            }) {
                 Ok(Ok(f)) => f,
                 Ok(Err(e)) => return Some(StopReason::ReplyError(format!("encode: {e}"))),
-                Err(name) => return Some(StopReason::Panic(name)),
+                Err(r) => return Some(r),
             };
             if let Err(e) = self.feed(frame).await {
                 return Some(StopReason::ReplyError(e.to_string()));
@@ -566,7 +613,9 @@ impl<P: Protocol> Engine<P> {
         if self.bridge.is_some() {
             return self.forward(frame, state).await;
         }
-        match guarded("parse", || self.proto.parse(frame, &self.info, state)) {
+        match call(self.budget, "parse", || {
+            self.proto.parse(frame, &self.info, state)
+        }) {
             Ok(Parse::Continue) => None,
             Ok(Parse::Reply(m)) => self.reply(vec![m], state).await,
             Ok(Parse::ReplyMany(v)) => self.reply(v, state).await,
@@ -578,7 +627,7 @@ impl<P: Protocol> Engine<P> {
                 }
             }
             Ok(Parse::Stop(r)) => Some(r),
-            Err(name) => Some(StopReason::Panic(name)),
+            Err(r) => Some(r),
         }
     }
 }

@@ -141,3 +141,44 @@ impl Drop for Slot {
         self.table.total.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// Live connections per source IP address of one listener (`max_connections_per_ip`).
+#[derive(Default)]
+pub(crate) struct IpCounter {
+    counts: parking_lot::Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+impl IpCounter {
+    /// Takes a place for `ip` if it has fewer than `limit`; the place is given back when
+    /// the guard is dropped.
+    pub(crate) fn acquire(self: &Arc<Self>, ip: std::net::IpAddr, limit: usize) -> Option<IpSlot> {
+        let mut counts = self.counts.lock();
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            counter: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection's place in an [`IpCounter`].
+pub(crate) struct IpSlot {
+    counter: Arc<IpCounter>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counter.counts.lock();
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Faults and limits: blocking protocol code, per-source-IP caps, peers that reset or
+//! half-close mid-stream. Each ends what it must and nothing else.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use nkpacket::{
+    Config, ConnInfo, EncodeError, Frame, Nkpacket, Options, Parse, Protocol, StopReason,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Echoes, but blocks its thread on `block!`; reports how connections stop.
+struct Sluggish(mpsc::UnboundedSender<StopReason>);
+
+impl Protocol for Sluggish {
+    type Message = Bytes;
+    type State = ();
+    fn parse(&self, f: Frame, _c: &ConnInfo, _s: &mut ()) -> Parse<Bytes> {
+        if f.payload() == b"block!" {
+            std::thread::sleep(Duration::from_millis(600));
+        }
+        Parse::Reply(f.into_data().unwrap_or_default())
+    }
+    fn encode(&self, m: Bytes, _c: &ConnInfo, _s: &mut ()) -> Result<Frame, EncodeError> {
+        Ok(Frame::Binary(m))
+    }
+    fn conn_stop(&self, reason: &StopReason, _c: &ConnInfo, _s: Option<()>) {
+        let _ = self.0.send(reason.clone());
+    }
+}
+
+async fn echo_once(s: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
+    s.write_all(msg).await.unwrap();
+    let mut buf = vec![0u8; msg.len()];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_protocol_code_ends_only_its_connection() {
+    let (tx, mut stops) = mpsc::unbounded_channel();
+    let nk = Nkpacket::builder()
+        .protocol("slug", Sluggish(tx))
+        .config(Config {
+            callback_budget: Duration::from_millis(200),
+            ..Config::default()
+        })
+        .build();
+    let l = nk
+        .start_listener("slug://127.0.0.1:0;transport=tcp", Options::default())
+        .await
+        .unwrap();
+    let mut good = TcpStream::connect(l.info().local()).await.unwrap();
+    assert_eq!(echo_once(&mut good, b"one").await, b"one");
+    let mut bad = TcpStream::connect(l.info().local()).await.unwrap();
+    bad.write_all(b"block!").await.unwrap();
+    // the other connection keeps being served (another worker steals its task)
+    assert_eq!(echo_once(&mut good, b"two").await, b"two");
+    let reason = tokio::time::timeout(Duration::from_secs(5), stops.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(reason, StopReason::Blocked("parse", _)),
+        "{reason}"
+    );
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), bad.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the blocked connection is closed without a reply");
+    assert_eq!(echo_once(&mut good, b"three").await, b"three");
+    assert!(l.is_running());
+    nk.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_source_ip_cap() {
+    let nk = Nkpacket::builder()
+        .protocol("echo", nkpacket::echo::Echo)
+        .build();
+    let l = nk
+        .start_listener(
+            "echo://0.0.0.0:0;transport=tcp;max_connections_per_ip=2",
+            Options::default(),
+        )
+        .await
+        .unwrap();
+    let port = l.info().port();
+    let mut a = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut b = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    assert_eq!(echo_once(&mut a, b"a").await, b"a");
+    assert_eq!(echo_once(&mut b, b"b").await, b"b");
+    // a third from the same address is closed
+    let mut c = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _ = c.write_all(b"c").await;
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // another source address is served
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut d = sock
+        .connect(format!("127.0.0.1:{port}").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(echo_once(&mut d, b"d").await, b"d");
+    // a place is given back when a connection ends
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut e = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    assert_eq!(echo_once(&mut e, b"e").await, b"e");
+    nk.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_mid_frame_and_half_close() {
+    let (tx, mut stops) = mpsc::unbounded_channel();
+    let nk = Nkpacket::builder().protocol("slug", Sluggish(tx)).build();
+    let l = nk
+        .start_listener(
+            "slug://127.0.0.1:0;transport=tcp;tcp_packet=4",
+            Options::default(),
+        )
+        .await
+        .unwrap();
+    // a peer that announces 100 bytes, sends 10 and resets
+    let s = TcpStream::connect(l.info().local()).await.unwrap();
+    let mut s = s;
+    s.write_all(&[0, 0, 0, 100]).await.unwrap();
+    s.write_all(&[1u8; 10]).await.unwrap();
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+    let reason = tokio::time::timeout(Duration::from_secs(5), stops.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(reason, StopReason::Error(_)), "{reason}");
+    // a half-closed peer still gets its replies, then the connection ends
+    let mut h = TcpStream::connect(l.info().local()).await.unwrap();
+    h.write_all(b"\x00\x00\x00\x02hi").await.unwrap();
+    h.shutdown().await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), h.read_to_end(&mut all))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(all, b"\x00\x00\x00\x02hi");
+    let reason = tokio::time::timeout(Duration::from_secs(5), stops.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reason, StopReason::PeerClosed);
+    assert!(l.is_running());
+    nk.shutdown().await;
+}
