@@ -43,6 +43,7 @@ mod conn;
 mod dynproto;
 pub mod echo;
 mod listener;
+pub mod metrics;
 mod node;
 mod protocol;
 mod registry;

@@ -389,6 +389,11 @@ impl ListenerTask {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "incoming connection refused");
+                crate::metrics::refused(
+                    self.info.transport().as_str(),
+                    self.info.id(),
+                    "max_connections",
+                );
                 return;
             }
         };

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::table::{ConnKey, IpCounter, Slot};
 use super::{Command, ConnInfo, Connection, Direction, LinkSource, Outgoing};
 use crate::dynproto::guarded;
+use crate::metrics::ConnMetrics;
 use crate::protocol::{
     BridgeAction, BridgeDir, Handled, Init, Parse, Protocol, StopReason, Timeout,
 };
@@ -71,6 +72,7 @@ struct Engine<P: Protocol> {
     /// The idle duration changed: the sleep must be re-armed (it may need to fire earlier).
     rearm: bool,
     budget: Duration,
+    metrics: ConnMetrics,
 }
 
 /// Runs a protocol callback: a panic, or a callback that kept its thread longer than
@@ -143,6 +145,11 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
             Some(g) => Some(g),
             None => {
                 tracing::debug!(remote = %link.info().remote, limit, "too many connections from this address");
+                crate::metrics::refused(
+                    link.info().transport.as_str(),
+                    listener_id.as_deref().unwrap_or_default(),
+                    "per_ip",
+                );
                 let mut link = link;
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, link.close()).await;
                 return;
@@ -179,6 +186,7 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
         &conn,
     );
     let idle = options.effective_idle_timeout(info.transport());
+    let metrics = ConnMetrics::start(&info);
     let engine = Engine {
         proto,
         info,
@@ -193,6 +201,7 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
         stashed: None,
         rearm: false,
         budget: callback_budget,
+        metrics,
     };
     async move {
         engine.main(ready, listener_stop, monitor, shutdown).await;
@@ -276,6 +285,7 @@ impl<P: Protocol> Engine<P> {
                 item = self.link.next() => match item {
                     Some(Ok(frame)) => {
                         self.touch();
+                        self.metrics.received(frame.len());
                         if let Some(r) = self.received(frame, &mut state).await {
                             break r;
                         }
@@ -374,6 +384,7 @@ impl<P: Protocol> Engine<P> {
         if let Some((peer, _)) = self.bridge.take() {
             peer.unbridge();
         }
+        self.metrics.stopped(&reason);
         let _ = guarded("conn_stop", || {
             self.proto.conn_stop(&reason, &self.info, state)
         });
@@ -435,6 +446,15 @@ impl<P: Protocol> Engine<P> {
     }
 
     async fn feed(&mut self, frame: Frame) -> Result<(), Error> {
+        let len = frame.len();
+        let r = self.feed_inner(frame).await;
+        if r.is_ok() {
+            self.metrics.sent(len);
+        }
+        r
+    }
+
+    async fn feed_inner(&mut self, frame: Frame) -> Result<(), Error> {
         match self.send_timeout {
             Some(t) => tokio::time::timeout(t, self.link.feed(frame))
                 .await
