@@ -207,29 +207,84 @@ impl Nkpacket {
     }
 
     /// Opens a new connection (never reuses), trying the resolved destinations in order;
-    /// `conn_init` has run when this returns.
+    /// `conn_init` has run when this returns. Where one name resolved to both IPv6 and IPv4
+    /// addresses, they are raced as Happy Eyeballs v2 says (RFC 8305): families alternate,
+    /// a new attempt starts every 250 ms while the earlier ones are still pending, and the
+    /// first connection up wins.
     pub async fn connect(&self, spec: impl Into<Spec>, opts: Options) -> Result<Connection, Error> {
         let targets =
             resolve::resolve_spec(&*self.inner, spec.into(), &opts, ResolveType::Connect).await?;
-        let mut first_err = None;
+        let mut dests = Vec::new();
         for t in targets {
-            let mut d = match t {
-                Target::Dest(d) | Target::Connect(d) | Target::Current(d) => d,
+            match t {
+                Target::Dest(d) | Target::Connect(d) | Target::Current(d) => dests.push(d),
                 Target::Conn(c) => return Ok(c),
-            };
-            if let Err(e) = self.fill_port(&mut d) {
-                first_err.get_or_insert(e);
-                continue;
             }
-            match self.connect_dest(&d, false).await {
+        }
+        let mut first_err = None;
+        for mut group in happy_eyeballs_groups(dests) {
+            let mut ready = Vec::new();
+            for mut d in group.drain(..) {
+                match self.fill_port(&mut d) {
+                    Ok(()) => ready.push(d),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            let r = if ready.len() == 1 {
+                self.connect_dest(&ready[0], false).await
+            } else if ready.is_empty() {
+                continue;
+            } else {
+                self.race(ready).await
+            };
+            match r {
                 Ok(c) => return Ok(c),
                 Err(e) => {
-                    tracing::debug!(dest = %d.addr, error = %e, "connect failed; trying next");
+                    tracing::debug!(error = %e, "connect failed; trying next");
                     first_err.get_or_insert(e);
                 }
             }
         }
         Err(first_err.unwrap_or(Error::NoTransports))
+    }
+
+    /// Races connection attempts (RFC 8305 §5): one starts every [`ATTEMPT_DELAY`] (or at
+    /// once when the previous one failed), the first success wins and the others are dropped
+    /// (a connection they still finish stops by itself). Returns the first attempt's error
+    /// when all fail.
+    async fn race(&self, dests: Vec<Destination>) -> Result<Connection, Error> {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        let mut pending = FuturesUnordered::new();
+        let mut errors: Vec<(usize, Error)> = Vec::new();
+        let mut next = 0;
+        loop {
+            if next < dests.len() {
+                let i = next;
+                let d = &dests[i];
+                pending.push(async move { (i, self.connect_dest(d, false).await) });
+                next += 1;
+            }
+            let delay = tokio::time::sleep(ATTEMPT_DELAY);
+            tokio::select! {
+                done = pending.next(), if !pending.is_empty() => match done {
+                    Some((_, Ok(c))) => return Ok(c),
+                    // failed: the next attempt starts now
+                    Some((i, Err(e))) => errors.push((i, e)),
+                    None => {}
+                },
+                _ = delay, if next < dests.len() => {}
+                else => {
+                    errors.sort_by_key(|(i, _)| *i);
+                    return Err(errors
+                        .into_iter()
+                        .next()
+                        .map(|(_, e)| e)
+                        .unwrap_or(Error::NoTransports));
+                }
+            }
+        }
     }
 
     fn fill_port(&self, d: &mut Destination) -> Result<(), Error> {
@@ -386,6 +441,53 @@ impl Nkpacket {
     }
 }
 
+/// Delay between two Happy Eyeballs connection attempts (RFC 8305 recommends 250 ms).
+const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Splits a destination list into groups tried one after the other: consecutive
+/// destinations of one URI (same id) with the same transport and port but different
+/// address families are one group, raced with the families interleaved (RFC 8305 §4);
+/// every other destination is a group of its own.
+fn happy_eyeballs_groups(dests: Vec<Destination>) -> Vec<Vec<Destination>> {
+    let mut groups: Vec<Vec<Destination>> = Vec::new();
+    for d in dests {
+        match groups.last_mut() {
+            Some(g)
+                if g[0].options.id == d.options.id
+                    && g[0].transport == d.transport
+                    && g[0].addr.port() == d.addr.port()
+                    && !g[0].transport.is_datagram() =>
+            {
+                g.push(d)
+            }
+            _ => groups.push(vec![d]),
+        }
+    }
+    groups
+        .into_iter()
+        .flat_map(|g| {
+            let mixed = g.iter().any(|d| d.addr.is_ipv6()) && g.iter().any(|d| d.addr.is_ipv4());
+            if !mixed {
+                return g.into_iter().map(|d| vec![d]).collect::<Vec<_>>();
+            }
+            let first_v6 = g[0].addr.is_ipv6();
+            let (mut a, mut b): (Vec<_>, Vec<_>) =
+                g.into_iter().partition(|d| d.addr.is_ipv6() == first_v6);
+            let mut out = Vec::new();
+            a.reverse();
+            b.reverse();
+            while let Some(x) = a.pop() {
+                out.push(x);
+                if let Some(y) = b.pop() {
+                    out.push(y);
+                }
+            }
+            out.extend(b.into_iter().rev());
+            vec![out]
+        })
+        .collect()
+}
+
 /// The TCP destination that replaces a UDP one whose message was too large (§5.5).
 fn udp_to_tcp(d: &Destination) -> Option<Destination> {
     if d.transport != TransportKind::Udp || d.options.udp_to_tcp != Some(true) {
@@ -394,4 +496,39 @@ fn udp_to_tcp(d: &Destination) -> Option<Destination> {
     let mut tcp = d.clone();
     tcp.transport = TransportKind::Tcp;
     Some(tcp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(id: &str, addr: &str) -> Destination {
+        Destination::new("x", TransportKind::Tcp, addr.parse().unwrap())
+            .with_options(Options::default().with_id(id))
+    }
+
+    #[test]
+    fn groups_interleave_families_of_one_name() {
+        let groups = happy_eyeballs_groups(vec![
+            d("a", "[::1]:5"),
+            d("a", "[::2]:5"),
+            d("a", "10.0.0.1:5"),
+            d("a", "[::3]:5"),
+            d("b", "10.0.0.9:5"),
+            d("b", "10.0.0.8:5"),
+        ]);
+        let addrs: Vec<Vec<String>> = groups
+            .iter()
+            .map(|g| g.iter().map(|d| d.addr.to_string()).collect())
+            .collect();
+        assert_eq!(
+            addrs,
+            vec![
+                vec!["[::1]:5", "10.0.0.1:5", "[::2]:5", "[::3]:5"],
+                // one family only: tried one by one, in order
+                vec!["10.0.0.9:5"],
+                vec!["10.0.0.8:5"],
+            ]
+        );
+    }
 }

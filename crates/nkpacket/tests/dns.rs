@@ -195,3 +195,65 @@ async fn dead_srv_target_falls_through() {
     r.expect("l", "parse", is_parse(b"via srv")).await;
     nk.shutdown().await;
 }
+
+/// Happy Eyeballs (RFC 8305): a name with an IPv6 address that never answers and an IPv4
+/// one that does connects over IPv4 without waiting for the IPv6 attempt to time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_eyeballs_races_the_families() {
+    use socket2::{Domain, Socket, Type};
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut dns = DnsConfig::with_nameservers(vec![silent.local_addr().unwrap()]);
+    dns.prefer_ipv6 = true;
+    let nk = Nkpacket::builder()
+        .protocol("echo", Echo)
+        .dns(dns)
+        .try_build()
+        .unwrap();
+    let l = nk
+        .start_listener("echo://127.0.0.1:0;transport=tcp", Options::default())
+        .await
+        .unwrap();
+    let port = l.info().port();
+    // [::1]:port: a listener whose backlog is full, so new SYNs are never answered
+    let hole = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
+    hole.set_only_v6(true).unwrap();
+    hole.bind(
+        &format!("[::1]:{port}")
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    hole.listen(0).unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        let s = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(
+            &format!("[::1]:{port}")
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        );
+        fillers.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    nk.dns()
+        .unwrap()
+        .insert_ips("dual.test", vec![ip("::1"), ip("127.0.0.1")], TTL);
+    let mut o = Options::default();
+    o.connect_timeout = Some(Duration::from_secs(20));
+    let c = tokio::time::timeout(
+        Duration::from_secs(10),
+        nk.connect(format!("echo://dual.test:{port};transport=tcp"), o),
+    )
+    .await
+    .expect("Happy Eyeballs does not wait for the silent IPv6 attempt")
+    .unwrap();
+    assert_eq!(
+        c.info().remote(),
+        format!("127.0.0.1:{port}").parse().unwrap()
+    );
+    drop(fillers);
+    nk.shutdown().await;
+}

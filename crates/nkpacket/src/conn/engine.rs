@@ -247,8 +247,13 @@ impl<P: Protocol> Engine<P> {
                 return;
             }
         };
-        if let Some(r) = ready {
-            let _ = r.send(Ok(self.conn.clone()));
+        if let Some(r) = ready
+            && r.send(Ok(self.conn.clone())).is_err()
+        {
+            // The caller gave up (a lost Happy Eyeballs race, a cancelled connect): nobody
+            // holds this connection, so it must not linger.
+            self.finish(StopReason::Normal, Some(state)).await;
+            return;
         }
         tracing::debug!("connection started");
 
