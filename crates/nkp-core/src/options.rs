@@ -214,6 +214,14 @@ option_fields! {
     tcp_max_connections: usize,
     /// Per-listener cap of live connections from one source IP address (off by default).
     max_connections_per_ip: usize,
+    /// Send a keepalive this often (WebSocket ping; `\r\n\r\n` on raw TCP/TLS, RFC 5626).
+    keepalive_interval: Duration,
+    /// With `keepalive_interval`: the peer is dead when nothing arrives this long after a
+    /// keepalive (default 10 s).
+    keepalive_timeout: Duration,
+    /// Answer `\r\n\r\n` keepalives with `\r\n` on raw TCP/TLS (RFC 5626 server side),
+    /// without passing them to the protocol.
+    crlf_keepalive: bool,
     /// Largest message accepted (stream frame, WebSocket message, HTTP body).
     max_message_size: usize,
     /// Host: listener Host filter (ws/http), client Host header and TLS server name.
@@ -303,6 +311,9 @@ pub const OPTION_NAMES: &[(&str, bool)] = &[
     ("send_timeout_close", true),
     ("tcp_max_connections", true),
     ("max_connections_per_ip", true),
+    ("keepalive_interval", true),
+    ("keepalive_timeout", true),
+    ("crlf_keepalive", true),
     ("max_message_size", true),
     ("host", true),
     ("path", true),
@@ -437,6 +448,9 @@ impl Options {
             }
             "send_timeout" => self.send_timeout = Some(parse_ms(k, v, 1)?),
             "send_timeout_close" => self.send_timeout_close = Some(parse_bool(k, v)?),
+            "keepalive_interval" => self.keepalive_interval = Some(parse_ms(k, v, 1)?),
+            "keepalive_timeout" => self.keepalive_timeout = Some(parse_ms(k, v, 1)?),
+            "crlf_keepalive" => self.crlf_keepalive = Some(parse_bool(k, v)?),
             "max_connections_per_ip" => {
                 self.max_connections_per_ip = Some(parse_int(k, v, 1, 1_000_000)?)
             }
@@ -607,8 +621,10 @@ mod tests {
                 "tls_versions" => "tls1.2,tls1.3",
                 "tls_depth" => "3",
                 "http_max_head_size" => "1024",
-                "send_timeout_close" => "true",
-                n if n.contains("timeout") || n.ends_with("_t1") => "100",
+                "send_timeout_close" | "crlf_keepalive" => "true",
+                n if n.contains("timeout") || n.ends_with("_t1") || n.ends_with("_interval") => {
+                    "100"
+                }
                 n if n.contains("max") || n.contains("streams") => "10",
                 "id" | "domain" | "class" | "protocol" | "host" | "path" | "ws_proto"
                 | "external_url" | "user" | "password" | "tls_certfile" | "tls_keyfile"

@@ -82,6 +82,8 @@ pub enum StopReason {
     Normal,
     /// The idle timer expired and the protocol had no `timeout` answer.
     IdleTimeout,
+    /// Keepalives went unanswered: the peer is gone.
+    KeepaliveTimeout,
     /// The peer closed the connection.
     PeerClosed,
     /// The listener the connection belonged to stopped.
@@ -108,6 +110,7 @@ impl fmt::Display for StopReason {
         match self {
             StopReason::Normal => f.write_str("normal"),
             StopReason::IdleTimeout => f.write_str("idle timeout"),
+            StopReason::KeepaliveTimeout => f.write_str("keepalive timeout (peer unresponsive)"),
             StopReason::PeerClosed => f.write_str("peer closed"),
             StopReason::ListenerStopped => f.write_str("listener stopped"),
             StopReason::BridgeDown => f.write_str("bridge peer down"),

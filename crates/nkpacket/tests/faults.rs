@@ -167,3 +167,58 @@ async fn reset_mid_frame_and_half_close() {
     assert!(l.is_running());
     nk.shutdown().await;
 }
+
+/// Keepalives (RFC 5626 CRLF on raw TCP): answered ones keep the connection, unanswered
+/// ones end it and tell the protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crlf_keepalives_and_dead_peers() {
+    /// Counts the units it is given.
+    struct Count(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+    impl Protocol for Count {
+        type Message = Bytes;
+        type State = ();
+        fn parse(&self, _f: Frame, _c: &ConnInfo, _s: &mut ()) -> Parse<Bytes> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Parse::Continue
+        }
+    }
+    let parsed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (tx, mut stops) = mpsc::unbounded_channel();
+    let nk = Nkpacket::builder()
+        .protocol("slug", Sluggish(tx))
+        .protocol("count", Count(parsed.clone()))
+        .build();
+    let l = nk
+        .start_listener(
+            "count://127.0.0.1:0;transport=tcp;crlf_keepalive",
+            Options::default(),
+        )
+        .await
+        .unwrap();
+    let uri = format!(
+        "slug://127.0.0.1:{};transport=tcp;keepalive_interval=100;keepalive_timeout=300",
+        l.info().port()
+    );
+    let c = nk.connect(uri.as_str(), Options::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(c.is_alive(), "answered keepalives keep it");
+    // the keepalives never reached the server's protocol
+    assert_eq!(parsed.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(stops.try_recv().is_err());
+    // a peer that never answers
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!(
+        "slug://{};transport=tcp;keepalive_interval=100;keepalive_timeout=200",
+        silent.local_addr().unwrap()
+    );
+    let c2 = nk.connect(uri.as_str(), Options::default()).await.unwrap();
+    let (_peer, _) = silent.accept().await.unwrap();
+    let reason = tokio::time::timeout(Duration::from_secs(5), stops.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reason, StopReason::KeepaliveTimeout);
+    assert!(!c2.is_alive());
+    assert!(c.is_alive());
+    nk.shutdown().await;
+}

@@ -73,6 +73,109 @@ struct Engine<P: Protocol> {
     rearm: bool,
     budget: Duration,
     metrics: ConnMetrics,
+    keepalive: Keepalive,
+}
+
+/// Keepalives (RFC 5626 CRLF on raw streams, ping on WebSocket) and dead-peer detection.
+struct Keepalive {
+    /// Send one this often (`None`: off).
+    interval: Option<Duration>,
+    /// The peer is dead when nothing arrives this long after a keepalive.
+    timeout: Duration,
+    /// The keepalive frame of this transport (`None`: the transport has none).
+    ping: Option<Frame>,
+    /// Answer `\r\n\r\n` with `\r\n` (raw streams, `crlf_keepalive`).
+    answer_crlf: bool,
+    /// Raw stream: a lone `\r\n` is a keepalive answer, not data.
+    raw_stream: bool,
+    last_sent: Instant,
+    waiting_until: Option<Instant>,
+}
+
+enum KeepaliveStep {
+    Wait(Instant),
+    Send(Frame, Instant),
+    Dead,
+}
+
+impl Keepalive {
+    fn new(options: &Options, transport: TransportKind) -> Self {
+        let raw_stream =
+            transport.is_stream() && matches!(options.framing(), nkp_core::Framing::Raw);
+        let ping = match transport {
+            TransportKind::Ws | TransportKind::Wss => Some(Frame::Ping(Bytes::new())),
+            _ if raw_stream => Some(Frame::Binary(Bytes::from_static(b"\r\n\r\n"))),
+            _ => None,
+        };
+        let interval = options.keepalive_interval.filter(|_| ping.is_some());
+        Keepalive {
+            interval,
+            timeout: options.keepalive_timeout.unwrap_or(Duration::from_secs(10)),
+            ping,
+            answer_crlf: raw_stream && options.crlf_keepalive == Some(true),
+            raw_stream,
+            last_sent: Instant::now(),
+            waiting_until: None,
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.interval.is_some()
+    }
+
+    /// When the keepalive timer should next fire.
+    fn next_event(&self) -> Instant {
+        match (self.waiting_until, self.interval) {
+            (Some(w), _) => w,
+            (None, Some(i)) => self.last_sent + i,
+            (None, None) => Instant::now() + Duration::from_secs(3600),
+        }
+    }
+
+    /// Something arrived: the peer is alive.
+    fn heard(&mut self) {
+        self.waiting_until = None;
+    }
+
+    /// Whether a received unit is keepalive traffic (not for the protocol), and what to
+    /// answer.
+    fn consumes(&self, frame: &Frame) -> Option<Option<Frame>> {
+        if !self.raw_stream {
+            return None;
+        }
+        match frame {
+            Frame::Binary(b) if self.answer_crlf && &b[..] == b"\r\n\r\n" => {
+                Some(Some(Frame::Binary(Bytes::from_static(b"\r\n"))))
+            }
+            Frame::Binary(b) if self.interval.is_some() && &b[..] == b"\r\n" => Some(None),
+            _ => None,
+        }
+    }
+
+    fn due(&mut self, now: Instant) -> KeepaliveStep {
+        let Some(interval) = self.interval else {
+            return KeepaliveStep::Wait(now + Duration::from_secs(3600));
+        };
+        if let Some(w) = self.waiting_until {
+            if now >= w {
+                return KeepaliveStep::Dead;
+            }
+            return KeepaliveStep::Wait(w);
+        }
+        let at = self.last_sent + interval;
+        if now < at {
+            return KeepaliveStep::Wait(at);
+        }
+        match &self.ping {
+            Some(p) => {
+                self.last_sent = now;
+                let wait = now + self.timeout;
+                self.waiting_until = Some(wait);
+                KeepaliveStep::Send(p.clone(), wait)
+            }
+            None => KeepaliveStep::Wait(now + Duration::from_secs(3600)),
+        }
+    }
 }
 
 /// Runs a protocol callback: a panic, or a callback that kept its thread longer than
@@ -187,6 +290,7 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
     );
     let idle = options.effective_idle_timeout(info.transport());
     let metrics = ConnMetrics::start(&info);
+    let keepalive = Keepalive::new(&options, info.transport());
     let engine = Engine {
         proto,
         info,
@@ -202,6 +306,7 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
         rearm: false,
         budget: callback_budget,
         metrics,
+        keepalive,
     };
     async move {
         engine.main(ready, listener_stop, monitor, shutdown).await;
@@ -259,6 +364,8 @@ impl<P: Protocol> Engine<P> {
 
         let sleep = tokio::time::sleep_until(self.deadline);
         tokio::pin!(sleep);
+        let ka_sleep = tokio::time::sleep_until(self.keepalive.next_event());
+        tokio::pin!(ka_sleep);
         let reason = loop {
             if self.rearm {
                 self.rearm = false;
@@ -291,6 +398,15 @@ impl<P: Protocol> Engine<P> {
                     Some(Ok(frame)) => {
                         self.touch();
                         self.metrics.received(frame.len());
+                        self.keepalive.heard();
+                        if let Some(reply) = self.keepalive.consumes(&frame) {
+                            if let Some(reply) = reply
+                                && let Err(e) = self.write_now(reply).await
+                            {
+                                break StopReason::Error(e.to_string());
+                            }
+                            continue;
+                        }
                         if let Some(r) = self.received(frame, &mut state).await {
                             break r;
                         }
@@ -304,6 +420,18 @@ impl<P: Protocol> Engine<P> {
                         break StopReason::PeerClosed;
                     }
                 },
+                _ = &mut ka_sleep, if self.keepalive.enabled() => {
+                    match self.keepalive.due(Instant::now()) {
+                        KeepaliveStep::Wait(at) => ka_sleep.as_mut().reset(at),
+                        KeepaliveStep::Dead => break StopReason::KeepaliveTimeout,
+                        KeepaliveStep::Send(frame, at) => {
+                            if let Err(e) = self.write_now(frame).await {
+                                break StopReason::Error(e.to_string());
+                            }
+                            ka_sleep.as_mut().reset(at);
+                        }
+                    }
+                }
                 _ = &mut sleep, if self.idle.is_some() => {
                     if Instant::now() < self.deadline {
                         sleep.as_mut().reset(self.deadline);
@@ -435,6 +563,12 @@ impl<P: Protocol> Engine<P> {
                 type_name::<P::Message>()
             ))
         })
+    }
+
+    /// Writes one frame at once (keepalives), outside the send queue.
+    async fn write_now(&mut self, frame: Frame) -> Result<(), Error> {
+        self.feed(frame).await?;
+        self.flush().await
     }
 
     /// Writes frames (already fed) out; applies `send_timeout`.
