@@ -32,6 +32,7 @@ mod error;
 mod frame;
 mod link;
 pub mod options;
+pub mod proxy;
 mod stream_link;
 mod transport;
 mod transport_kind;

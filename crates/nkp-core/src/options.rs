@@ -219,6 +219,9 @@ option_fields! {
     /// With `keepalive_interval`: the peer is dead when nothing arrives this long after a
     /// keepalive (default 10 s).
     keepalive_timeout: Duration,
+    /// Accepted streams start with a PROXY protocol header (v1 or v2) giving the real
+    /// client's address (listeners behind a load balancer).
+    proxy_protocol: bool,
     /// Answer `\r\n\r\n` keepalives with `\r\n` on raw TCP/TLS (RFC 5626 server side),
     /// without passing them to the protocol.
     crlf_keepalive: bool,
@@ -314,6 +317,7 @@ pub const OPTION_NAMES: &[(&str, bool)] = &[
     ("keepalive_interval", true),
     ("keepalive_timeout", true),
     ("crlf_keepalive", true),
+    ("proxy_protocol", true),
     ("max_message_size", true),
     ("host", true),
     ("path", true),
@@ -451,6 +455,7 @@ impl Options {
             "keepalive_interval" => self.keepalive_interval = Some(parse_ms(k, v, 1)?),
             "keepalive_timeout" => self.keepalive_timeout = Some(parse_ms(k, v, 1)?),
             "crlf_keepalive" => self.crlf_keepalive = Some(parse_bool(k, v)?),
+            "proxy_protocol" => self.proxy_protocol = Some(parse_bool(k, v)?),
             "max_connections_per_ip" => {
                 self.max_connections_per_ip = Some(parse_int(k, v, 1, 1_000_000)?)
             }
@@ -621,7 +626,7 @@ mod tests {
                 "tls_versions" => "tls1.2,tls1.3",
                 "tls_depth" => "3",
                 "http_max_head_size" => "1024",
-                "send_timeout_close" | "crlf_keepalive" => "true",
+                "send_timeout_close" | "crlf_keepalive" | "proxy_protocol" => "true",
                 n if n.contains("timeout") || n.ends_with("_t1") || n.ends_with("_interval") => {
                     "100"
                 }
