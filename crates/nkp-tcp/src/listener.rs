@@ -198,10 +198,44 @@ impl Stream for TcpStreamListener {
         let this = self.get_mut();
         let accepted = ready!(this.poll_accept_stream(cx));
         Poll::Ready(Some(accepted.map(|a| {
+            if this.options.proxy_protocol == Some(true) {
+                return Accepted::Pending(proxied_link(a, this.options.clone()));
+            }
             let link = tcp_link(a.stream, &this.options, a.local, a.remote).with_guard(a.slot);
             Accepted::Link(Box::new(link))
         })))
     }
+}
+
+/// Longest wait for the PROXY header when `connect_timeout` is not set.
+const PROXY_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A listener with `proxy_protocol`: the stream starts with a PROXY header whose source
+/// address becomes the link's remote address. Runs in the connection's task.
+fn proxied_link(
+    a: AcceptedStream,
+    options: Arc<Options>,
+) -> futures_core::future::BoxFuture<'static, Result<nkp_core::BoxLink, Error>> {
+    Box::pin(async move {
+        let timeout = options.connect_timeout.unwrap_or(PROXY_HEADER_TIMEOUT);
+        let io = crate::SendTimeoutStream::from_options(a.stream, &options);
+        let (header, io) = nkp_core::proxy::read_header(io, timeout)
+            .await
+            .inspect_err(|e| tracing::info!(peer = %a.remote, error = %e, "bad PROXY header: connection closed"))?;
+        let remote = match header {
+            nkp_core::proxy::ProxyHeader::Proxy { source, .. } => source,
+            _ => a.remote,
+        };
+        let codec =
+            nkp_core::StreamCodec::new(&options.framing(), options.effective_max_message_size());
+        let link = nkp_core::StreamLink::new(
+            io,
+            codec,
+            nkp_core::LinkInfo::new(nkp_core::TransportKind::Tcp, a.local, remote),
+        )
+        .with_guard(a.slot);
+        Ok(Box::new(link) as nkp_core::BoxLink)
+    })
 }
 
 impl Listener for TcpStreamListener {

@@ -222,3 +222,69 @@ async fn crlf_keepalives_and_dead_peers() {
     assert!(c.is_alive());
     nk.shutdown().await;
 }
+
+/// PROXY protocol on a TCP listener: the connection's remote address is the one the header
+/// gives; a malformed header closes that connection only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_gives_the_real_client_address() {
+    struct Who;
+    impl Protocol for Who {
+        type Message = Bytes;
+        type State = ();
+        fn parse(&self, _f: Frame, c: &ConnInfo, _s: &mut ()) -> Parse<Bytes> {
+            Parse::Reply(Bytes::from(format!("{}\n", c.remote())))
+        }
+        fn encode(&self, m: Bytes, _c: &ConnInfo, _s: &mut ()) -> Result<Frame, EncodeError> {
+            Ok(Frame::Binary(m))
+        }
+    }
+    let nk = Nkpacket::builder().protocol("who", Who).build();
+    let l = nk
+        .start_listener(
+            "who://127.0.0.1:0;transport=tcp;proxy_protocol",
+            Options::default(),
+        )
+        .await
+        .unwrap();
+    // v1, with data right behind the header in the same write
+    let mut s = TcpStream::connect(l.info().local()).await.unwrap();
+    s.write_all(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 5060\r\nx")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"203.0.113.7:40000\n");
+    // v2, IPv6
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x21\x00\x24".to_vec();
+    v2.extend_from_slice(
+        &"2001:db8::5"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    v2.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    v2.extend_from_slice(&[0x13, 0x88, 0x13, 0xc4]);
+    let mut s2 = TcpStream::connect(l.info().local()).await.unwrap();
+    s2.write_all(&v2).await.unwrap();
+    s2.write_all(b"y").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s2.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"[2001:db8::5]:5000\n");
+    // no header: closed, the listener goes on
+    let mut s3 = TcpStream::connect(l.info().local()).await.unwrap();
+    s3.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s3.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    s.write_all(b"again").await.unwrap();
+    let n = s.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"203.0.113.7:40000\n");
+    nk.shutdown().await;
+}
