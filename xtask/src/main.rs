@@ -5,6 +5,7 @@
 //!                                             doctests, rustdoc, cargo-deny
 //! cargo xtask ci   [--no-install] [--quick]   the same (what `.ci/run` runs)
 //! cargo xtask deny                            only cargo-deny
+//! cargo xtask sctp-vm [-- BINARY [ARGS]]     SCTP tests in a VM (see [`sctp_vm`])
 //! ```
 //!
 //! See [`pipeline`] for the steps and [`install`] for what gets installed.
@@ -13,6 +14,7 @@ mod cmd;
 mod deny;
 mod install;
 mod pipeline;
+mod sctp_vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +30,10 @@ tasks:
   ci      the same as test (what .ci/run runs)
   deny    only the cargo-deny step (bans, licenses, sources; advisories
           when the RustSec database can be had)
+  sctp-vm [-- BINARY [ARGS...]]
+          build the nkp-sctp test binaries and run them in a QEMU VM with a
+          Debian kernel that has SCTP (natively when this kernel has it);
+          with `-- BINARY`, run one program there (usable as a cargo runner)
   help    this text
 
 options (test, ci):
@@ -71,6 +77,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        "sctp-vm" => sctp_vm::main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             ExitCode::SUCCESS

@@ -119,6 +119,8 @@ pub fn run(mut env: Env, opts: Options) -> Result<(), ()> {
         cmd::run(c).map(|()| None)
     }) && p.step("tests", None, |env, summaries| {
         tests(env, summaries).map(|()| None)
+    }) && p.step("sctp-vm", None, |env, summaries| {
+        crate::sctp_vm::step(env, !opts.no_install, summaries)
     }) && p.step("doctests", None, |env, summaries| {
         let mut c = env.cargo();
         c.args(["test", "--workspace", "--doc"]);
