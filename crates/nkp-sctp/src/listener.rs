@@ -26,7 +26,7 @@ use crate::link::SctpLink;
 use crate::sys::{self, AssocId, AssocState, Notification};
 
 /// Receive buffer: a message larger than this arrives in several pieces and is reassembled.
-const RECV_BUFFER: usize = 256 * 1024;
+const RECV_BUFFER: usize = 64 * 1024;
 /// Consecutive hard receive errors after which a receive task gives up.
 const MAX_RECV_ERRORS: u32 = 100;
 
@@ -255,6 +255,19 @@ impl Shared {
         }
     }
 
+    /// Aborts an association after a fatal error on it: its link's stream ends.
+    fn abort(&self, assoc: AssocId) {
+        let Some(sock) = self.sock.read().clone() else {
+            return;
+        };
+        let mut t = self.table.lock();
+        if let Some(Assoc::Linked { .. } | Assoc::Unclaimed { .. }) = t.assocs.get(&assoc) {
+            t.assocs.insert(assoc, Assoc::Closing);
+            drop(t);
+            sock.signal(assoc, sys::SCTP_ABORT);
+        }
+    }
+
     /// Stops everything: links' streams end, sends fail, the socket closes (which shuts
     /// down its associations) once in-flight sends finish.
     pub(crate) fn close(&self) {
@@ -443,42 +456,43 @@ async fn receive_loop(shared: Arc<Shared>, ctx: RecvCtx) {
             tracing::debug!("SCTP message without SCTP_RCVINFO dropped");
             continue;
         }
+        // A message over `max_message_size`: its pieces are counted and dropped, the link
+        // gets the error and the association is aborted.
+        if let Some(assoc) = key {
+            let so_far = partial.get(&key).map_or(0, BytesMut::len)
+                + too_large.get(&assoc).copied().unwrap_or(0);
+            if too_large.contains_key(&assoc) || so_far + piece.len() > shared.max_message {
+                partial.remove(&key);
+                too_large.insert(assoc, so_far + piece.len());
+                if r.eor {
+                    let size = too_large.remove(&assoc).unwrap_or(0);
+                    let err = Error::MessageTooLarge {
+                        size,
+                        max: shared.max_message,
+                    };
+                    tracing::debug!(assoc, size, "SCTP message too large: association aborted");
+                    shared
+                        .deliver(assoc, r.from, Err(err), ctx.accept.as_ref())
+                        .await;
+                    shared.abort(assoc);
+                }
+                continue;
+            }
+        }
         // Reassemble messages larger than the buffer (partial delivery).
-        let msg: Bytes = match (partial.get_mut(&key), r.eor) {
+        let msg: Bytes = match (partial.remove(&key), r.eor) {
             (None, true) => Bytes::copy_from_slice(piece),
             (None, false) => {
                 partial.insert(key, BytesMut::from(piece));
                 continue;
             }
-            (Some(acc), eor) => {
-                if let Some(assoc) = key
-                    && acc.len() + piece.len() > shared.max_message
-                {
-                    // Too large: count it and drop the pieces; the link gets an error.
-                    let size = too_large.entry(assoc).or_insert(acc.len());
-                    *size += piece.len();
-                    acc.clear();
-                    if eor {
-                        let size = too_large.remove(&assoc).unwrap_or(0);
-                        partial.remove(&key);
-                        let err = Error::MessageTooLarge {
-                            size,
-                            max: shared.max_message,
-                        };
-                        shared
-                            .deliver(assoc, r.from, Err(err), ctx.accept.as_ref())
-                            .await;
-                    }
-                    continue;
-                }
+            (Some(mut acc), eor) => {
                 acc.extend_from_slice(piece);
                 if !eor {
+                    partial.insert(key, acc);
                     continue;
                 }
-                partial
-                    .remove(&key)
-                    .map(BytesMut::freeze)
-                    .unwrap_or_default()
+                acc.freeze()
             }
         };
         match key {

@@ -447,3 +447,53 @@ async fn unsupported_kernel_gives_a_clear_error() {
         .expect_err("no SCTP here");
     assert!(err.to_string().starts_with(nkp_sctp::UNSUPPORTED), "{err}");
 }
+
+#[tokio::test]
+async fn large_and_too_large_messages() {
+    if !sctp_or_skip("large_and_too_large_messages") {
+        return;
+    }
+    // Larger than the buffer of one read (64 KiB): reassembled from its pieces.
+    let mut listener = bind("127.0.0.1:0", Options::new()).await;
+    let mut client = SctpTransport::new()
+        .connect_link(listener.local_addr(), &Options::new())
+        .await
+        .expect("connect");
+    let big = pattern(200_000, 9);
+    client.send(Frame::binary(big.clone())).await.expect("send");
+    client
+        .send(Frame::binary(&b"after"[..]))
+        .await
+        .expect("send");
+    let mut link = accept(&mut listener).await;
+    assert_eq!(recv(link.as_mut()).await, big);
+    assert_eq!(recv(link.as_mut()).await, &b"after"[..]);
+
+    // Over max_message_size: the link reports it and the association is aborted.
+    let mut opts = Options::new();
+    opts.set("max_message_size", "1000").expect("option");
+    let mut small = bind("127.0.0.1:0", opts).await;
+    let mut client = SctpTransport::new()
+        .connect_link(small.local_addr(), &Options::new())
+        .await
+        .expect("connect");
+    client
+        .send(Frame::binary(pattern(1000, 1)))
+        .await
+        .expect("send");
+    client
+        .send(Frame::binary(pattern(5000, 2)))
+        .await
+        .expect("send");
+    let mut link = accept(&mut small).await;
+    assert_eq!(recv(link.as_mut()).await, pattern(1000, 1));
+    match within("error", link.next()).await {
+        Some(Err(Error::MessageTooLarge {
+            size: 5000,
+            max: 1000,
+        })) => {}
+        other => panic!("expected MessageTooLarge, got {other:?}"),
+    }
+    assert!(within("end of stream", link.next()).await.is_none());
+    assert!(within("client end", client.next()).await.is_none());
+}
