@@ -26,7 +26,7 @@
 //! kernel console.
 //!
 //! Environment: `NKP_SCTP_VM_FORCE=1` uses the VM even when the host has SCTP;
-//! `NKP_SCTP_VM_TIMEOUT` (seconds, default 240) limits one boot; `NKP_SCTP_VM_KEEP=1`
+//! `NKP_SCTP_VM_TIMEOUT` (seconds, default 120) limits one boot; `NKP_SCTP_VM_KEEP=1`
 //! keeps the run directory; `NKP_SCTP_VM_KERNEL` picks another kernel package.
 
 mod cpio;
@@ -356,7 +356,7 @@ impl Vm {
             .ok()
             .and_then(|v| v.parse().ok())
             .map(Duration::from_secs)
-            .unwrap_or(Duration::from_secs(240));
+            .unwrap_or(Duration::from_secs(120));
         Ok(Vm {
             qemu,
             busybox,
