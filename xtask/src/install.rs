@@ -42,6 +42,7 @@ pub const MIN_CARGO_DENY: (u32, u32, u32) = (0, 18, 0);
 pub fn install(env: &mut Env) -> Result<(), String> {
     debian_packages(env);
     python_venv(env)?;
+    crate::fuzz::install(env);
     Ok(())
 }
 

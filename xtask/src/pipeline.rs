@@ -4,14 +4,14 @@
 use std::time::{Duration, Instant};
 
 use crate::cmd::{self, Env};
-use crate::{deny, install};
+use crate::{deny, fuzz, install, load};
 
 /// Options of `cargo xtask test`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Options {
     /// Skip installing Debian packages and the Python venv.
     pub no_install: bool,
-    /// Skip clippy, rustdoc and cargo-deny.
+    /// Skip clippy, the fuzz smoke run, rustdoc and cargo-deny.
     pub quick: bool,
 }
 
@@ -121,6 +121,18 @@ pub fn run(mut env: Env, opts: Options) -> Result<(), ()> {
         tests(env, summaries).map(|()| None)
     }) && p.step("sctp-vm", None, |env, summaries| {
         crate::sctp_vm::step(env, !opts.no_install, summaries)
+    }) && p.step("load", None, |env, summaries| {
+        let line = load::check(env)?;
+        summaries.push(line);
+        Ok(None)
+    }) && p.step("fuzz", quick_skip, |env, summaries| {
+        let opts = fuzz::Options {
+            seconds: fuzz::SMOKE_SECONDS,
+            targets: Vec::new(),
+        };
+        let summary = fuzz::run(env, &opts)?;
+        summaries.push(format!("fuzz smoke run: no crash, {summary}"));
+        Ok(None)
     }) && p.step("doctests", None, |env, summaries| {
         let mut c = env.cargo();
         c.args(["test", "--workspace", "--doc"]);
