@@ -229,25 +229,29 @@ fn host_has_sctp() -> bool {
     registered || module
 }
 
-/// `cargo test -p nkp-sctp --no-run`, and the test executables it reports.
+/// The tests that need kernel SCTP: all of [`TEST_PACKAGE`]'s, and the facade's SCTP test.
+const TEST_SELECTIONS: &[&[&str]] = &[&["-p", TEST_PACKAGE], &["-p", "nkpacket", "--test", "sctp"]];
+
+/// `cargo test ... --no-run` for each of [`TEST_SELECTIONS`], and the test executables it
+/// reports.
 fn build_tests(env: &Env) -> Result<Vec<PathBuf>, String> {
-    let mut c = env.cargo();
-    c.args([
-        "test",
-        "-p",
-        TEST_PACKAGE,
-        "--no-run",
-        "--message-format=json-render-diagnostics",
-    ]);
-    eprintln!("$ {}", cmd::display(&c));
-    let out = c
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("could not start cargo: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("building the {TEST_PACKAGE} tests failed"));
+    let mut all = Vec::new();
+    for selection in TEST_SELECTIONS {
+        let mut c = env.cargo();
+        c.arg("test")
+            .args(*selection)
+            .args(["--no-run", "--message-format=json-render-diagnostics"]);
+        eprintln!("$ {}", cmd::display(&c));
+        let out = c
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("could not start cargo: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("building the tests {} failed", selection.join(" ")));
+        }
+        all.extend(executables(&String::from_utf8_lossy(&out.stdout)));
     }
-    Ok(executables(&String::from_utf8_lossy(&out.stdout)))
+    Ok(all)
 }
 
 /// The `"executable"` paths of cargo's JSON messages.

@@ -228,6 +228,10 @@ impl Nkpacket {
             ));
             b = b.protocol("stun", crate::stun::StunServer);
         }
+        #[cfg(feature = "sctp")]
+        {
+            b = b.transport(Arc::new(nkp_sctp::SctpTransport::new()));
+        }
         #[cfg(feature = "tls")]
         {
             b = b.transport(Arc::new(nkp_tls::TlsTransport::new()));
