@@ -210,6 +210,49 @@ impl Decoder for StreamCodec {
             }
         }
     }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, Error> {
+        self.decode_end(buf)
+    }
+}
+
+/// The stream ended in the middle of a frame.
+fn truncated() -> Error {
+    Error::Io {
+        op: "read",
+        addr: None,
+        source: std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the stream ended inside a frame",
+        ),
+    }
+}
+
+impl StreamCodec {
+    /// True when a frame's length prefix was read and its body has not fully arrived.
+    fn inside_frame(&self) -> bool {
+        matches!(
+            self,
+            StreamCodec::Prefix {
+                pending: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// `decode_eof` for the built-in framings: the decoder may already have taken a
+    /// frame's prefix out of the buffer, so an empty buffer is not enough to call it a clean
+    /// end.
+    fn decode_end(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, Error> {
+        if let StreamCodec::Custom(c) = self {
+            return c.decode_eof(buf);
+        }
+        match self.decode(buf)? {
+            Some(frame) => Ok(Some(frame)),
+            None if buf.is_empty() && !self.inside_frame() => Ok(None),
+            None => Err(truncated()),
+        }
+    }
 }
 
 impl Encoder<Bytes> for StreamCodec {

@@ -37,10 +37,9 @@ fn partial_frame_at_eof_is_an_error() {
 
 /// fuzz/framing crash-566dfe17 (input `81 00 00 01`: 1-byte prefix, stream `00 01`): an empty
 /// frame, then the prefix of a 1-byte frame whose body never arrives. The decoder has taken
-/// the prefix out of the buffer, the buffer is empty, and `decode_eof` reports a clean end of
-/// stream, so a peer that closes right after a length prefix looks like a clean close.
+/// the prefix out of the buffer and the buffer is empty: `decode_eof` must still report the
+/// truncated frame (it used to report a clean end of stream).
 #[test]
-#[ignore = "nkp-core: StreamCodec::decode_eof misses a frame truncated right after its prefix"]
 fn frame_truncated_after_its_prefix_is_an_error_at_eof() {
     let mut codec = StreamCodec::new(&Framing::Prefix1, DEFAULT_MAX_FRAME);
     let mut buf = BytesMut::new();
