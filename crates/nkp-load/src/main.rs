@@ -56,7 +56,7 @@ struct Args {
     /// Keep a smaller load running for this many seconds and check memory.
     #[arg(long, value_name = "SECONDS")]
     soak: Option<u64>,
-    /// Listen on [::1] instead of 127.0.0.1.
+    /// Listen on `[::1]` instead of `127.0.0.1`.
     #[arg(long)]
     ipv6: bool,
     /// At most this many connects in progress at once (the listen backlog is finite).
