@@ -91,7 +91,10 @@ impl WsLink {
             })
         };
         Some(match e {
-            WsError::ConnectionClosed | WsError::AlreadyClosed => return None,
+            // a peer that drops the connection without a close frame ends the stream too
+            WsError::ConnectionClosed
+            | WsError::AlreadyClosed
+            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return None,
             WsError::Capacity(c) => {
                 let size = match c {
                     CapacityError::MessageTooLong { size, .. } => size,
@@ -108,12 +111,6 @@ impl WsLink {
             WsError::Utf8(s) => (
                 close(CloseCode::Invalid, "invalid UTF-8"),
                 Error::Protocol(format!("websocket: invalid UTF-8 in a text message: {s}")),
-            ),
-            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => (
-                None,
-                Error::Closed(Some(
-                    "the peer closed without a websocket close frame".into(),
-                )),
             ),
             WsError::Protocol(p) => (
                 close(CloseCode::Protocol, "protocol error"),
@@ -203,10 +200,14 @@ impl Stream for WsLink {
                 // answered by tungstenite (one pong), not passed up
                 Message::Ping(_) | Message::Frame(_) => continue,
                 Message::Pong(p) => Frame::Pong(p),
-                Message::Close(c) => Frame::Close(c.map(|c| CloseReason {
-                    code: u16::from(c.code),
-                    reason: c.reason.as_str().to_owned(),
-                })),
+                Message::Close(c) => {
+                    // send the close reply now (tungstenite would wait for the next read)
+                    let _ = Pin::new(&mut this.ws).poll_flush(cx);
+                    Frame::Close(c.map(|c| CloseReason {
+                        code: u16::from(c.code),
+                        reason: c.reason.as_str().to_owned(),
+                    }))
+                }
             };
             return Poll::Ready(Some(Ok(frame)));
         }
