@@ -42,6 +42,23 @@ pub(crate) async fn send(
     opts.udp_ephemeral = Some(true);
     let timed_out = |got: usize| format!("timeout after {got} of {count} replies");
 
+    // SCTP goes out from a listener's socket (as the original): give the client one.
+    if let Some(d) = nk
+        .resolve(uri, &opts, false)
+        .await
+        .map_err(|e| e.to_string())?
+        .first()
+        && d.transport == nkpacket::TransportKind::Sctp
+    {
+        // A URI listener keeps port 0 (an ephemeral port, never the protocol's default).
+        let any = if d.addr.is_ipv6() { "[::]" } else { "0.0.0.0" };
+        nk.start_listener(
+            format!("{scheme}://{any}:0;transport=sctp"),
+            Options::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    }
     let mut conn = None;
     let mut pending = BytesMut::new();
     for got in 0..count {
