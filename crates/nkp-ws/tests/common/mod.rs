@@ -266,6 +266,8 @@ fn parse(b: &[u8]) -> Option<((bool, u8, Vec<u8>), usize)> {
 /// workspace root first, then `python3`.
 pub fn python_with_websockets() -> Option<String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // canonical, so that Python finds its venv from the interpreter path
+    let root = std::fs::canonicalize(&root).unwrap_or(root);
     let venv = root.join(".venv/bin/python");
     let candidates = [venv.to_string_lossy().to_string(), "python3".to_string()];
     candidates.into_iter().find(|p| {

@@ -1,0 +1,148 @@
+//! Interoperability with Python `websockets` (client against our server, our client against
+//! its server). Skipped with a message when it is not installed, unless NKP_REQUIRE_PEERS.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Stdio;
+
+use bytes::Bytes;
+use common::*;
+use futures_util::SinkExt;
+use nkp_core::{Frame, TransportKind};
+use nkp_http::HttpServers;
+use nkp_ws::WsTransport;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const CLIENT: &str = r#"
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1], subprotocols=["other", "sip"]) as ws:
+        assert ws.subprotocol == "sip", ws.subprotocol
+        await ws.send("hello text")
+        r = await ws.recv()
+        assert r == "hello text" and isinstance(r, str), repr(r)
+        await ws.send(b"\x00\x01bin")
+        r = await ws.recv()
+        assert r == b"\x00\x01bin" and isinstance(r, bytes), repr(r)
+        await ws.send(["frag", "mented"])
+        r = await ws.recv()
+        assert r == "fragmented", repr(r)
+        big = bytes(range(256)) * 40
+        await ws.send(big)
+        assert await ws.recv() == big
+        await asyncio.wait_for(await ws.ping(b"pp"), 5)
+    print("OK", ws.close_code)
+asyncio.run(asyncio.wait_for(main(), 10))
+"#;
+
+const SERVER: &str = r#"
+import asyncio, sys, websockets
+async def echo(ws):
+    async for m in ws:
+        await ws.send(m)
+async def main():
+    async with websockets.serve(echo, "127.0.0.1", 0, subprotocols=["sip"]) as server:
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.sleep(20)
+asyncio.run(main())
+"#;
+
+#[tokio::test]
+async fn python_client_against_our_server() {
+    let Some(python) = require_python("python_client_against_our_server") else {
+        return;
+    };
+    let ws = WsTransport::new(HttpServers::new());
+    let l = listen(
+        &ws,
+        TransportKind::Ws,
+        "127.0.0.1:0".parse().unwrap(),
+        opts(&[("path", "/p"), ("ws_proto", "sip")]),
+    )
+    .await
+    .unwrap();
+    let a = l.local_addr();
+    let mut events = serve_echo(l);
+    let out = tokio::time::timeout(
+        WAIT * 2,
+        tokio::process::Command::new(&python)
+            .args(["-c", CLIENT, &format!("ws://{a}/p/sub")])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("OK 1000"),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = accepted(&mut events).await;
+    assert_eq!(info.meta.ws_proto.as_deref(), Some("sip"));
+    assert_eq!(info.meta.path.as_deref(), Some("/p/sub"));
+}
+
+#[tokio::test]
+async fn our_client_against_a_python_server() {
+    let Some(python) = require_python("our_client_against_a_python_server") else {
+        return;
+    };
+    let mut child = tokio::process::Command::new(&python)
+        .args(["-c", SERVER])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("python server did not start in time")
+        .unwrap()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ws = WsTransport::new(HttpServers::new());
+    let remote = ([127, 0, 0, 1], port).into();
+    let mut c = connect(
+        &ws,
+        TransportKind::Ws,
+        remote,
+        opts(&[("ws_proto", "sip"), ("path", "/x")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.info().meta.ws_proto.as_deref(), Some("sip"));
+    echo(&mut c, Frame::text("hello python")).await;
+    echo(&mut c, Frame::binary(&b"\xffbinary"[..])).await;
+    echo(&mut c, Frame::binary(vec![3u8; 100_000])).await;
+    c.send(Frame::Ping(Bytes::from_static(b"pp")))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut c).await.unwrap().unwrap(),
+        Frame::Pong(Bytes::from_static(b"pp"))
+    );
+    c.send(Frame::close(1000, "done")).await.unwrap();
+    match next(&mut c).await {
+        Some(Ok(Frame::Close(Some(r)))) => assert_eq!(r.code, 1000),
+        other => panic!("{other:?}"),
+    }
+    assert!(next(&mut c).await.is_none());
+    // a sub-protocol the server does not speak: it answers without one, which we accept
+    let c2 = connect(
+        &ws,
+        TransportKind::Ws,
+        remote,
+        opts(&[("ws_proto", "nope")]),
+    )
+    .await;
+    match c2 {
+        Ok(l) => assert_eq!(l.info().meta.ws_proto, None),
+        Err(e) => assert!(e.to_string().contains("HTTP 4"), "{e}"),
+    }
+    child.kill().await.unwrap();
+}
