@@ -1,5 +1,6 @@
 //! The URI-list parser: never panics, and every list it accepts is written back (canonical
-//! form, `Display` / `format_list`) as text that parses to the same URIs.
+//! form, `Display` / `format_list`) as text that parses to the same URIs; its params then go
+//! through `Options::set_from_uri` as the facade does.
 
 #![no_main]
 
@@ -30,6 +31,13 @@ fuzz_target!(|data: &[u8]| {
     match nkp_uri::parse_list(&written) {
         Ok(again) => assert_eq!(again, uris, "list {text:?} written as {written:?}"),
         Err(e) => panic!("list {text:?} written as {written:?} does not parse: {e}"),
+    }
+    // What the facade does with URI params: options from them never panic.
+    for uri in &uris {
+        let mut opts = nkp_core::Options::default();
+        for (key, value) in uri.params.iter().chain(&uri.ext_params) {
+            let _ = opts.set_from_uri(key, value.as_deref().unwrap_or(""), &["x-proto"]);
+        }
     }
     // parse agrees with parse_list on one-item lists.
     if uris.len() == 1 {
