@@ -189,13 +189,9 @@ fuzz_target!(|data: &[u8]| {
                 let left = stream.len() - consumed;
                 if left == 0 {
                     assert!(matches!(eof, Ok(None)), "{eof:?}");
-                } else if left == len {
-                    // Known bug (reported to nkp-core's owner, see docs/security.md): the
-                    // decoder has consumed the prefix of a frame whose body never came, its
-                    // buffer is empty, and `decode_eof` reports a clean end instead of a
-                    // truncated frame. Checked by an ignored test in
-                    // crates/nkp-core/tests/fuzz_regressions.rs; make this an error once fixed.
                 } else {
+                    // Including a stream cut right after a prefix (nothing left in the
+                    // buffer): the first bug this target found.
                     assert!(eof.is_err(), "{left} bytes left: {eof:?}");
                 }
             }
