@@ -75,6 +75,12 @@ pub mod tls {
     pub use nkp_tls::{DEFAULT_HOSTS, self_signed, write_self_signed};
 }
 
+/// HTTP: the shared servers, responses with a status and headers, services.
+#[cfg(feature = "http")]
+pub mod http {
+    pub use nkp_http::{HttpResponse, HttpServers};
+}
+
 /// DNS location (RFC 3263): configuration, resolver and cache.
 pub mod dns {
     pub use nkp_dns::order::{NaptrRecord, SrvRecord};

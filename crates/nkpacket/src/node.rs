@@ -63,6 +63,9 @@ pub struct NkpacketBuilder {
     /// STUN transactions of queries sent from this node's UDP listeners.
     #[cfg(feature = "udp")]
     stun: nkp_stun::Transactions,
+    /// The shared HTTP servers of this node.
+    #[cfg(feature = "http")]
+    http: Option<nkp_http::HttpServers>,
     transports: HashMap<TransportKind, Arc<dyn Transport>>,
     registry: ProtocolRegistry,
 }
@@ -133,6 +136,8 @@ impl NkpacketBuilder {
                 stun: self.stun,
                 #[cfg(feature = "udp")]
                 external: RwLock::new(None),
+                #[cfg(feature = "http")]
+                http: self.http,
                 conns: Arc::new(ConnectionTable::new(self.config.max_connections)),
                 config: RwLock::new(self.config),
                 transports: self.transports,
@@ -174,6 +179,8 @@ pub(crate) struct Inner {
     /// The address found by the last external address discovery.
     #[cfg(feature = "udp")]
     pub(crate) external: RwLock<Option<SocketAddr>>,
+    #[cfg(feature = "http")]
+    pub(crate) http: Option<nkp_http::HttpServers>,
     pub(crate) config: RwLock<Config>,
     pub(crate) transports: HashMap<TransportKind, Arc<dyn Transport>>,
     pub(crate) registry: ProtocolRegistry,
@@ -217,6 +224,8 @@ impl Nkpacket {
             dns: DnsConfig::default(),
             #[cfg(feature = "udp")]
             stun: nkp_stun::Transactions::new(),
+            #[cfg(feature = "http")]
+            http: None,
             transports: HashMap::new(),
             registry: ProtocolRegistry::default(),
         };
@@ -227,6 +236,17 @@ impl Nkpacket {
                 nkp_udp::UdpTransport::new().with_interceptor(stun),
             ));
             b = b.protocol("stun", crate::stun::StunServer);
+        }
+        #[cfg(feature = "http")]
+        {
+            // One shared HTTP server per ip:port, for every http/https/ws/wss listener.
+            let servers = nkp_http::HttpServers::new();
+            b = b.transport(Arc::new(nkp_http::HttpTransport::new(servers.clone())));
+            #[cfg(feature = "ws")]
+            {
+                b = b.transport(Arc::new(nkp_ws::WsTransport::new(servers.clone())));
+            }
+            b.http = Some(servers);
         }
         #[cfg(feature = "sctp")]
         {
@@ -550,6 +570,14 @@ impl Nkpacket {
             };
             self.stun_query(&l, *server).await
         }
+    }
+
+    /// The node's shared HTTP servers (one per ip:port, serving every http, https, ws and
+    /// wss listener on it): introspection, and [`nkp_http::HttpServers::attach_service`] to
+    /// mount an axum `Router` or any tower service on a host and path.
+    #[cfg(feature = "http")]
+    pub fn http_servers(&self) -> Option<&nkp_http::HttpServers> {
+        self.inner.http.as_ref()
     }
 
     /// Every running listener, in start order.

@@ -197,9 +197,12 @@ fn select_protocol(
 }
 
 /// Turns URI parameters and parts into options (§2.3 step 3).
-fn uri_options(uri: &Uri, proto: &ProtoRef) -> Result<Options, Error> {
+fn uri_options(uri: &Uri, proto: &ProtoRef, listen: bool) -> Result<Options, Error> {
     let mut o = Options::default();
-    if !uri.host.is_empty() && !is_wildcard(&uri.host) && uri.host != "*" {
+    // For a listener, an IP literal is the bind address only, never a Host filter (a name
+    // is one, §2.3); for a client it is the Host header and the TLS name to check.
+    let ip_literal_listener = listen && uri.host_ip().is_some();
+    if !uri.host.is_empty() && !is_wildcard(&uri.host) && uri.host != "*" && !ip_literal_listener {
         o.host = Some(uri.host_unbracketed().to_string());
     }
     if let Some(u) = uri.user.as_deref().filter(|u| !u.is_empty()) {
@@ -249,7 +252,8 @@ pub(crate) async fn resolve_uri(
     mode: ResolveType,
 ) -> Result<Vec<Destination>, Error> {
     let proto = select_protocol(ctx, &uri.scheme, caller)?;
-    let mut opts = uri_options(uri, &proto)?;
+    let listen = caller.resolve_type.unwrap_or(mode) == ResolveType::Listen;
+    let mut opts = uri_options(uri, &proto, listen)?;
     opts.merge_from(&proto.proto.resolve_options());
     opts.merge_from(caller);
     let listen = opts.resolve_type.unwrap_or(mode) == ResolveType::Listen;

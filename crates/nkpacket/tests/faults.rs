@@ -218,7 +218,9 @@ async fn crlf_keepalives_and_dead_peers() {
         .unwrap()
         .unwrap();
     assert_eq!(reason, StopReason::KeepaliveTimeout);
-    assert!(!c2.is_alive());
+    tokio::time::timeout(Duration::from_secs(2), c2.closed())
+        .await
+        .unwrap();
     assert!(c.is_alive());
     nk.shutdown().await;
 }
