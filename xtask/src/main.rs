@@ -8,10 +8,12 @@
 //! cargo xtask sctp-vm [-- BINARY [ARGS]]     SCTP tests in a VM (see [`sctp_vm`])
 //! cargo xtask fuzz [--seconds N] [TARGET...]  run the fuzz targets (see [`fuzz`])
 //! cargo xtask load [nkp-load flags]           load / soak test (see [`load`])
+//! cargo xtask bench [--quick] [nkp-bench flags] benchmarks against tokio baselines (see [`bench`])
 //! ```
 //!
 //! See [`pipeline`] for the steps and [`install`] for what gets installed.
 
+mod bench;
 mod cmd;
 mod deny;
 mod fuzz;
@@ -43,6 +45,10 @@ tasks:
           load test in release mode: echo listeners, 1000 clients x 1000
           messages over tcp and udp (--clients, --messages, --soak SECONDS,
           ...; `cargo xtask load -- --help`)
+  bench [--quick] [--only ROWS] [--out FILE]
+          benchmarks in release mode: nkpacket against hand-written tokio,
+          tokio-util and tokio-rustls servers, as ratios (BENCHMARKS.md);
+          `cargo xtask bench -- --help` for every flag
   sctp-vm [-- BINARY [ARGS...]]
           build the nkp-sctp test binaries and run them in a QEMU VM with a
           Debian kernel that has SCTP (natively when this kernel has it);
@@ -119,6 +125,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        "bench" => match bench::run(&cmd::Env::from_process(workspace_root()), rest) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: bench: {e}");
+                ExitCode::FAILURE
+            }
+        },
         "sctp-vm" => sctp_vm::main(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
