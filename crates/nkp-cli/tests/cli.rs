@@ -336,3 +336,59 @@ fn tls_listener_gets_a_self_signed_certificate() {
         "{text}"
     );
 }
+
+#[test]
+fn ws_http_wss_https_echo() {
+    let l = Listener::start(&[
+        "echo://127.0.0.1:0;transport=ws",
+        "echo://127.0.0.1:0/echo;transport=http",
+        "echo://127.0.0.1:0;transport=wss",
+        "echo://127.0.0.1:0;transport=https",
+    ]);
+    let cases = [
+        (
+            format!("echo://127.0.0.1:{};transport=ws", l.port(0)),
+            "text frames",
+        ),
+        (
+            format!("echo://127.0.0.1:{}/echo;transport=http", l.port(1)),
+            "a POST body",
+        ),
+        (
+            format!(
+                "echo://127.0.0.1:{};transport=wss;tls_verify=false",
+                l.port(2)
+            ),
+            "tls",
+        ),
+        (
+            format!(
+                "echo://127.0.0.1:{};transport=https;tls_verify=false",
+                l.port(3)
+            ),
+            "tls",
+        ),
+    ];
+    for (uri, msg) in &cases {
+        let (code, out, err) = nkp(&["send", uri, "--message", msg, "--count", "2"]);
+        assert_eq!(code, 0, "{uri}: {err}");
+        assert_eq!(out, format!("{msg}\n{msg}\n"), "{uri}");
+    }
+    let (code, out, err) = nkp(&["send", &cases[0].0, "--binary"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "hello\n");
+    // a plain HTTP POST to a port only WebSocket serves gets a 404 (its empty body is printed)
+    let (code, out, err) = nkp(&[
+        "send",
+        &format!("echo://127.0.0.1:{}/nowhere;transport=http", l.port(0)),
+    ]);
+    assert_eq!((code, out.as_str()), (0, "\n"), "{err}");
+    // a WebSocket handshake nobody serves: a clear error naming the 404
+    let (code, _, err) = nkp(&[
+        "send",
+        &format!("echo://127.0.0.1:{}/x;transport=ws", l.port(1)),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("404"), "{err}");
+    assert!(l.terminate().success());
+}
