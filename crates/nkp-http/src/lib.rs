@@ -53,6 +53,7 @@
 
 mod client;
 mod exchange;
+pub mod files;
 mod path;
 mod response;
 mod server;

@@ -78,7 +78,8 @@ pub mod tls {
 /// HTTP: the shared servers, responses with a status and headers, services.
 #[cfg(feature = "http")]
 pub mod http {
-    pub use nkp_http::{HttpResponse, HttpServers};
+    pub use nkp_http::files::StaticFiles;
+    pub use nkp_http::{Attachment, HttpResponse, HttpServers};
 }
 
 /// DNS location (RFC 3263): configuration, resolver and cache.

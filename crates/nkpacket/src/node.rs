@@ -580,6 +580,66 @@ impl Nkpacket {
         self.inner.http.as_ref()
     }
 
+    /// Serves an axum `Router`, any tower service, or [`crate::http::StaticFiles`] on an
+    /// http/https URI (the original's `http_init`): the shared server of that ip:port routes
+    /// the requests whose host and path match to it, among the other listeners there.
+    /// Serving stops when the returned attachment is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use nkpacket::{Nkpacket, Options, http::StaticFiles};
+    /// let nk = Nkpacket::default();
+    /// let site = nk
+    ///     .serve_http("http://127.0.0.1:0/static", &Options::default(), StaticFiles::new("."))
+    ///     .await
+    ///     .unwrap();
+    /// assert_ne!(site.local_addr().port(), 0);
+    /// # }
+    /// ```
+    #[cfg(feature = "http")]
+    pub async fn serve_http<S, B>(
+        &self,
+        spec: impl Into<Spec>,
+        opts: &Options,
+        service: S,
+    ) -> Result<nkp_http::Attachment, Error>
+    where
+        S: tower::Service<
+                http::Request<nkp_http::Body>,
+                Response = http::Response<B>,
+                Error = std::convert::Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<nkp_http::BoxError>,
+    {
+        let mut dests = self.resolve(spec, opts, true).await?;
+        dests.truncate(1);
+        let d = dests.pop().ok_or(Error::NoListener)?;
+        if !matches!(d.transport, TransportKind::Http | TransportKind::Https) {
+            return Err(Error::InvalidTransport(format!(
+                "{}: a service is served over http or https",
+                d.transport
+            )));
+        }
+        let servers = self
+            .inner
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported("HTTP is not available in this build".into()))?;
+        let filter = nkp_http::FilterSpec::from_options(nkp_http::RouteKind::Http, &d.options);
+        servers.attach_service(
+            d.addr,
+            &d.options,
+            d.transport == TransportKind::Https,
+            filter,
+            service,
+        )
+    }
+
     /// Every running listener, in start order.
     pub fn listeners(&self) -> Vec<ListenerHandle> {
         self.inner.listeners.all()

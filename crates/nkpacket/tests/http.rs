@@ -28,7 +28,7 @@ async fn get(port: u16, path: &str, host: &str) -> (u16, Vec<(String, String)>, 
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut all = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all))
@@ -172,5 +172,92 @@ async fn https_and_the_http_client() {
         .unwrap();
     assert_eq!(got.payload(), b"");
     cn.shutdown().await;
+    nk.shutdown().await;
+}
+
+/// Items 76–80: static files and the index redirect, on one port with other paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_files_and_redirects() {
+    use nkpacket::http::StaticFiles;
+    let www = std::env::temp_dir().join(format!("nkp-www-{}", std::process::id()));
+    std::fs::create_dir_all(www.join("dir1")).unwrap();
+    let index = format!("<!DOCTYPE html>{}", "x".repeat(211 - 15));
+    assert_eq!(index.len(), 211);
+    std::fs::write(www.join("index.html"), &index).unwrap();
+    std::fs::write(www.join("dir1/file1.txt"), "file1.txt").unwrap();
+
+    let nk = Nkpacket::default();
+    let root = nk
+        .serve_http(
+            "http://all:0/",
+            &Options::default(),
+            StaticFiles::new(&www).with_index_redirect("/index.html"),
+        )
+        .await
+        .unwrap();
+    let p = root.local_addr().port();
+    let deep = nk
+        .serve_http(
+            format!("http://all:{p}/1/2/"),
+            &Options::default(),
+            StaticFiles::new(&www),
+        )
+        .await
+        .unwrap();
+    // 76
+    let (st, h, _) = get(p, "/", "127.0.0.1").await;
+    assert_eq!(st, 301);
+    let location = h
+        .iter()
+        .find(|(k, _)| k == "location")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(
+        location,
+        Some(format!("http://127.0.0.1:{p}/index.html").as_str())
+    );
+    // 77
+    let (st, h, body) = get(p, "/index.html", "127.0.0.1").await;
+    assert_eq!(st, 200);
+    assert!(body.starts_with("<!DOC"));
+    let header = |name: &str| h.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(header("accept-ranges").as_deref(), Some("bytes"));
+    assert_eq!(header("content-length").as_deref(), Some("211"));
+    assert_eq!(header("content-type").as_deref(), Some("text/html"));
+    assert!(header("date").is_some() && header("etag").is_some());
+    assert!(header("last-modified").is_some());
+    assert!(has_server_header(&h));
+    // 78
+    for (path, want) in [
+        ("/1/2/", 403),
+        ("/1/2/index.html", 200),
+        ("/1/2/index.htm", 404),
+        ("/dir1/file1.txt", 200),
+        ("/dir1/././file1.txt", 200),
+        ("/dir1/../../file1.txt", 400),
+        ("/dir1/../dir1/file1.txt", 200),
+        ("/1/2/dir1/file1.txt", 200),
+    ] {
+        assert_eq!(get(p, path, "127.0.0.1").await.0, want, "{path}");
+    }
+    let (_, h, body) = get(p, "/dir1/file1.txt", "127.0.0.1").await;
+    assert_eq!(body, "file1.txt");
+    assert!(h.contains(&("content-type".into(), "application/octet-stream".into())));
+    assert!(h.contains(&("content-length".into(), "9".into())));
+    // 79
+    drop(root);
+    assert_eq!(get(p, "/dir1/file1.txt", "127.0.0.1").await.0, 404);
+    assert_eq!(get(p, "/1/2/dir1/file1.txt", "127.0.0.1").await.0, 200);
+    // 80: options override the URL's path and give a Host filter
+    let mut o = Options::default();
+    o.path = Some("/a/".into());
+    o.host = Some("localhost".into());
+    let _a = nk
+        .serve_http(format!("http://all:{p}/1/2/"), &o, StaticFiles::new(&www))
+        .await
+        .unwrap();
+    assert_eq!(get(p, "/a/index.html", "127.0.0.1").await.0, 404);
+    assert_eq!(get(p, "/a/index.html", "localhost").await.0, 200);
+    assert_eq!(get(p, "/c/index.html", "localhost").await.0, 404);
+    drop(deep);
     nk.shutdown().await;
 }
