@@ -86,7 +86,9 @@ impl TlsTransport {
         Ok(TlsListener {
             tcp,
             local,
-            acceptor: TlsAcceptor::from(config),
+            acceptor: TlsAcceptor::from(config.clone()),
+            cache: self.cache.clone(),
+            config,
             handshake_timeout: options.connect_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
             options,
             slots: Arc::new(Semaphore::new(limit)),
@@ -175,6 +177,11 @@ pub struct TlsListener {
     tcp: TcpListener,
     local: SocketAddr,
     acceptor: TlsAcceptor,
+    /// Where the acceptor's configuration comes from: looked up again for every accepted
+    /// connection, so renewed certificate files (or a cleared cache) are used by new
+    /// handshakes while established connections go on.
+    cache: Arc<ConfigCache>,
+    config: Arc<rustls::ServerConfig>,
     options: Arc<Options>,
     handshake_timeout: Duration,
     slots: Arc<Semaphore>,
@@ -260,6 +267,7 @@ impl Stream for TlsListener {
                 let Some(permit) = this.permit.take() else {
                     return Poll::Pending;
                 };
+                this.refresh_config();
                 let fut = server_handshake(
                     this.acceptor.clone(),
                     tcp,
@@ -270,6 +278,24 @@ impl Stream for TlsListener {
                     permit,
                 );
                 Poll::Ready(Some(Ok(Accepted::Pending(Box::pin(fut)))))
+            }
+        }
+    }
+}
+
+impl TlsListener {
+    /// Picks up a new server configuration (renewed certificate files, a cleared cache);
+    /// if the new files are unusable the listener keeps the configuration it has.
+    fn refresh_config(&mut self) {
+        match self.cache.server_config(&self.options) {
+            Ok(c) if !Arc::ptr_eq(&c, &self.config) => {
+                tracing::info!(local = %self.local, "TLS certificate reloaded");
+                self.acceptor = TlsAcceptor::from(c.clone());
+                self.config = c;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(local = %self.local, error = %e, "TLS files changed but cannot be used; keeping the current certificate");
             }
         }
     }

@@ -66,6 +66,9 @@ pub struct NkpacketBuilder {
     /// The shared HTTP servers of this node.
     #[cfg(feature = "http")]
     http: Option<nkp_http::HttpServers>,
+    /// The TLS transport (its configuration cache).
+    #[cfg(feature = "tls")]
+    tls: Option<nkp_tls::TlsTransport>,
     transports: HashMap<TransportKind, Arc<dyn Transport>>,
     registry: ProtocolRegistry,
 }
@@ -138,6 +141,8 @@ impl NkpacketBuilder {
                 external: RwLock::new(None),
                 #[cfg(feature = "http")]
                 http: self.http,
+                #[cfg(feature = "tls")]
+                tls: self.tls,
                 conns: Arc::new(ConnectionTable::new(self.config.max_connections)),
                 config: RwLock::new(self.config),
                 transports: self.transports,
@@ -181,6 +186,8 @@ pub(crate) struct Inner {
     pub(crate) external: RwLock<Option<SocketAddr>>,
     #[cfg(feature = "http")]
     pub(crate) http: Option<nkp_http::HttpServers>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<nkp_tls::TlsTransport>,
     pub(crate) config: RwLock<Config>,
     pub(crate) transports: HashMap<TransportKind, Arc<dyn Transport>>,
     pub(crate) registry: ProtocolRegistry,
@@ -226,6 +233,8 @@ impl Nkpacket {
             stun: nkp_stun::Transactions::new(),
             #[cfg(feature = "http")]
             http: None,
+            #[cfg(feature = "tls")]
+            tls: None,
             transports: HashMap::new(),
             registry: ProtocolRegistry::default(),
         };
@@ -254,7 +263,9 @@ impl Nkpacket {
         }
         #[cfg(feature = "tls")]
         {
-            b = b.transport(Arc::new(nkp_tls::TlsTransport::new()));
+            let tls = nkp_tls::TlsTransport::new();
+            b = b.transport(Arc::new(tls.clone()));
+            b.tls = Some(tls);
         }
         #[cfg(feature = "tcp")]
         {
@@ -638,6 +649,16 @@ impl Nkpacket {
             filter,
             service,
         )
+    }
+
+    /// Makes TLS listeners read their certificate and key files again: new handshakes use
+    /// the new certificate, established connections go on. (Listeners also notice changed
+    /// files by themselves: each accepted connection checks the files' size and time.)
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self) {
+        if let Some(t) = &self.inner.tls {
+            t.cache().clear();
+        }
     }
 
     /// Every running listener, in start order.

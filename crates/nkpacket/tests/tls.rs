@@ -145,3 +145,59 @@ async fn clients_verify_by_default() {
     assert!(e.to_string().contains("tls_certfile"), "{e}");
     nk.shutdown().await;
 }
+
+/// Certificate reload: new files are used by new handshakes (noticed by themselves, or on
+/// `reload_tls`), established connections go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_reload_without_dropping_connections() {
+    let nk = node();
+    let dir = std::env::temp_dir().join(format!("nkp-tls-reload-{}", std::process::id()));
+    let hosts = ["localhost".to_string()];
+    let (cert, key) = nkpacket::tls::write_self_signed(&dir.join("a"), &hosts).unwrap();
+    // the listener reads its files from these paths
+    let live_cert = dir.join("cert.pem");
+    let live_key = dir.join("key.pem");
+    std::fs::copy(&cert, &live_cert).unwrap();
+    std::fs::copy(&key, &live_key).unwrap();
+    let mut lo = Options::default();
+    lo.tls_certfile = Some(live_cert.display().to_string());
+    lo.tls_keyfile = Some(live_key.display().to_string());
+    let l = nk
+        .start_listener("test://127.0.0.1:0;transport=tls", lo)
+        .await
+        .unwrap();
+    let uri = |ca: &std::path::Path| {
+        format!(
+            "test://localhost:{};transport=tls;tls_cacertfile={}",
+            l.info().port(),
+            ca.display()
+        )
+    };
+    let first = nk
+        .connect(uri(&cert).as_str(), Options::default())
+        .await
+        .unwrap();
+    // new certificate files (a different self-signed certificate)
+    let (cert_b, key_b) = nkpacket::tls::write_self_signed(&dir.join("b"), &hosts).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::copy(&cert_b, &live_cert).unwrap();
+    std::fs::copy(&key_b, &live_key).unwrap();
+    let second = nk
+        .connect(uri(&cert_b).as_str(), Options::default())
+        .await
+        .unwrap();
+    let e = nk
+        .connect(uri(&cert).as_str(), Options::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "tls_error", "{e}");
+    // an explicit reload keeps working (same files)
+    nk.reload_tls();
+    nk.connect(uri(&cert_b).as_str(), Options::default())
+        .await
+        .unwrap();
+    // the connection made with the old certificate is still up and usable
+    assert!(first.is_alive() && second.is_alive());
+    first.send(Bytes::from_static(b"still here")).await.unwrap();
+    nk.shutdown().await;
+}
