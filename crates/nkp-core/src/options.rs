@@ -219,6 +219,10 @@ option_fields! {
     /// With `keepalive_interval`: the peer is dead when nothing arrives this long after a
     /// keepalive (default 10 s).
     keepalive_timeout: Duration,
+    /// Listen on this many sockets bound to the same address with `SO_REUSEPORT` (udp and
+    /// tcp listeners; 1, the default, is one plain socket): the kernel spreads peers over
+    /// them and each is served by its own task, so a listener uses every core.
+    reuseport: u16,
     /// Accepted streams start with a PROXY protocol header (v1 or v2) giving the real
     /// client's address (listeners behind a load balancer).
     proxy_protocol: bool,
@@ -318,6 +322,7 @@ pub const OPTION_NAMES: &[(&str, bool)] = &[
     ("keepalive_timeout", true),
     ("crlf_keepalive", true),
     ("proxy_protocol", true),
+    ("reuseport", true),
     ("max_message_size", true),
     ("host", true),
     ("path", true),
@@ -456,6 +461,7 @@ impl Options {
             "keepalive_timeout" => self.keepalive_timeout = Some(parse_ms(k, v, 1)?),
             "crlf_keepalive" => self.crlf_keepalive = Some(parse_bool(k, v)?),
             "proxy_protocol" => self.proxy_protocol = Some(parse_bool(k, v)?),
+            "reuseport" => self.reuseport = Some(parse_int(k, v, 1, 256)?),
             "max_connections_per_ip" => {
                 self.max_connections_per_ip = Some(parse_int(k, v, 1, 1_000_000)?)
             }
@@ -604,6 +610,11 @@ impl Options {
     pub fn effective_tcp_max_connections(&self) -> usize {
         self.tcp_max_connections
             .unwrap_or(defaults::TCP_MAX_CONNECTIONS)
+    }
+
+    /// True when listeners must set `SO_REUSEPORT` (`reuseport` above 1).
+    pub fn wants_reuseport(&self) -> bool {
+        self.reuseport.is_some_and(|n| n > 1)
     }
 
     /// Effective TLS verification: on by default.

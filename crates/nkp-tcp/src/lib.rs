@@ -117,8 +117,13 @@ impl TcpTransport {
         addr: SocketAddr,
         options: Arc<Options>,
     ) -> Result<TcpStreamListener, Error> {
-        let listener =
-            socket::bind_with_retry(addr, self.bind_retries, self.bind_retry_delay).await?;
+        let listener = socket::bind_shared_with_retry(
+            addr,
+            options.wants_reuseport(),
+            self.bind_retries,
+            self.bind_retry_delay,
+        )
+        .await?;
         let listener = TcpStreamListener::new(listener, options)?;
         tracing::debug!(local = %listener.local_addr(), "tcp listener bound");
         Ok(listener)

@@ -21,6 +21,12 @@ pub const BACKLOG: i32 = 1024;
 /// # }
 /// ```
 pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    bind_shared(addr, false)
+}
+
+/// [`bind`], with `SO_REUSEPORT` when `reuse_port` (several sockets on one address, the
+/// kernel spreading connections over them).
+pub fn bind_shared(addr: SocketAddr, reuse_port: bool) -> Result<TcpListener, Error> {
     let err = |source| Error::io("bind", Some(addr), source);
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
@@ -28,6 +34,9 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
         socket.set_only_v6(true).map_err(err)?;
     }
     socket.set_reuse_address(true).map_err(err)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(err)?;
+    }
     socket.set_nonblocking(true).map_err(err)?;
     socket.bind(&addr.into()).map_err(err)?;
     socket.listen(BACKLOG).map_err(err)?;
@@ -82,9 +91,19 @@ pub async fn bind_with_retry(
     retries: u32,
     delay: Duration,
 ) -> Result<TcpListener, Error> {
+    bind_shared_with_retry(addr, false, retries, delay).await
+}
+
+/// [`bind_with_retry`] with the choice of `SO_REUSEPORT` (see [`bind_shared`]).
+pub async fn bind_shared_with_retry(
+    addr: SocketAddr,
+    reuse_port: bool,
+    retries: u32,
+    delay: Duration,
+) -> Result<TcpListener, Error> {
     let mut attempt = 0;
     loop {
-        match bind(addr) {
+        match bind_shared(addr, reuse_port) {
             Err(e) if attempt < retries && e.io_kind() == Some(std::io::ErrorKind::AddrInUse) => {
                 attempt += 1;
                 tracing::debug!(%addr, attempt, "address in use, retrying bind");

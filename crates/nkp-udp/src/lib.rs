@@ -180,6 +180,7 @@ impl UdpTransport {
             recv_buffer: self.recv_buffer,
             send_buffer: self.send_buffer,
             batched: self.batched,
+            reuse_port: false,
         }
     }
 
@@ -193,7 +194,11 @@ impl UdpTransport {
         addr: SocketAddr,
         options: Arc<Options>,
     ) -> Result<UdpListener, Error> {
-        let sock = Arc::new(Sock::bind(addr, None, self.sock_config())?);
+        let cfg = SockConfig {
+            reuse_port: options.wants_reuseport(),
+            ..self.sock_config()
+        };
+        let sock = Arc::new(Sock::bind(addr, None, cfg)?);
         tracing::debug!(local = %sock.local(), batched = sock.is_batched(), gso = sock.gso_enabled(), "UDP listener bound");
         let shared = Shared::new(
             sock.clone(),

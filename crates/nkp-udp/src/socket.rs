@@ -33,6 +33,8 @@ pub(crate) struct SockConfig {
     pub(crate) recv_buffer: usize,
     pub(crate) send_buffer: usize,
     pub(crate) batched: bool,
+    /// `SO_REUSEPORT`: several listener sockets on one address (`reuseport` option).
+    pub(crate) reuse_port: bool,
 }
 
 /// A bound UDP socket.
@@ -103,6 +105,10 @@ impl Sock {
         }
         sock.set_reuse_address(false)
             .map_err(|e| Error::io("set SO_REUSEADDR", Some(addr), e))?;
+        if cfg.reuse_port {
+            sock.set_reuse_port(true)
+                .map_err(|e| Error::io("set SO_REUSEPORT", Some(addr), e))?;
+        }
         sock.set_nonblocking(true)
             .map_err(|e| Error::io("set O_NONBLOCK", Some(addr), e))?;
         size_buffer(&sock, true, cfg.recv_buffer);
@@ -409,6 +415,7 @@ mod tests {
             recv_buffer: 1 << 20,
             send_buffer: 1 << 20,
             batched,
+            reuse_port: false,
         }
     }
 

@@ -449,33 +449,46 @@ impl Nkpacket {
             .external_url
             .clone()
             .or_else(|| external_url(d.transport, socket.local_addr(), options.path.as_deref()));
-        // The same address (with the real port) and options, if the socket has to be reopened.
-        let rebind: listener::Rebind = {
-            let transport = transport.clone();
-            let req = ListenRequest {
-                transport: d.transport,
-                addr: socket.local_addr(),
-                options: options.clone(),
-            };
-            Arc::new(move || transport.listen(req.clone()))
+        let local = socket.local_addr();
+        let start = |socket, options: Arc<Options>| ListenerStart {
+            rebind: Some(rebind_for(&transport, d.transport, local, options.clone())),
+            id: id.clone(),
+            domain: domain.clone(),
+            proto: proto.clone(),
+            transport: d.transport,
+            listen_ip: d.addr.ip(),
+            options,
+            external_url: external_url.clone(),
+            socket,
+            conns: self.inner.conns.clone(),
+            shutdown: self.inner.shutdown.clone(),
+            callback_budget: self.inner.config.read().callback_budget,
         };
-        let handle = listener::spawn(
-            &self.inner.listeners,
-            ListenerStart {
-                rebind: Some(rebind),
-                id: id.clone(),
-                domain,
-                proto: proto.clone(),
-                transport: d.transport,
-                listen_ip: d.addr.ip(),
-                options: options.clone(),
-                external_url,
-                socket,
-                conns: self.inner.conns.clone(),
-                shutdown: self.inner.shutdown.clone(),
-                callback_budget: self.inner.config.read().callback_budget,
-            },
-        );
+        let handle = listener::spawn(&self.inner.listeners, start(socket, options.clone()));
+        // `reuseport`: more sockets on the same address, one task each; they stop with the
+        // first one.
+        let workers = options.reuseport.unwrap_or(1);
+        if workers > 1 && matches!(d.transport, TransportKind::Tcp | TransportKind::Udp) {
+            let mut wopts = (*options).clone();
+            wopts.monitor = Some(handle.cancel.clone());
+            let wopts = Arc::new(wopts);
+            for _ in 1..workers {
+                let req = ListenRequest {
+                    transport: d.transport,
+                    addr: local,
+                    options: wopts.clone(),
+                };
+                match transport.listen(req).await {
+                    Ok(s) => {
+                        listener::spawn(&self.inner.listeners, start(s, wopts.clone()));
+                    }
+                    Err(e) => {
+                        handle.stop().await;
+                        return Err(e);
+                    }
+                }
+            }
+        }
         if d.transport == TransportKind::Udp && options.udp_starts_tcp == Some(true) {
             self.start_tcp_companion(&handle, &d, &options, &id).await?;
         }
@@ -820,6 +833,22 @@ impl Nkpacket {
     pub async fn shutdown(&self) {
         self.shutdown_with(Duration::from_secs(5)).await
     }
+}
+
+/// Reopens a listener's socket on the same address (with the real port) and options.
+fn rebind_for(
+    transport: &Arc<dyn Transport>,
+    kind: TransportKind,
+    addr: SocketAddr,
+    options: Arc<Options>,
+) -> listener::Rebind {
+    let transport = transport.clone();
+    let req = ListenRequest {
+        transport: kind,
+        addr,
+        options,
+    };
+    Arc::new(move || transport.listen(req.clone()))
 }
 
 /// The generated external URL of an http/https listener (§2.8), with the original's bugs

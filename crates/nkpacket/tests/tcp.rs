@@ -877,3 +877,62 @@ async fn failed_listener_sockets_are_reopened_a_few_times() {
         assert!(nk.listeners().is_empty());
     }
 }
+
+/// `reuseport`: several sockets on one address (SO_REUSEPORT), one task each; they serve
+/// together and stop together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuseport_listeners() {
+    let nk = Nkpacket::builder().protocol("echo", Echo).build();
+    for t in ["tcp", "udp"] {
+        let first = nk
+            .start_listener(
+                format!("echo://127.0.0.1:0;transport={t};reuseport=4"),
+                Options::default(),
+            )
+            .await
+            .unwrap();
+        let all = nk.listeners();
+        assert_eq!(all.len(), 4, "{t}");
+        assert!(all.iter().all(|l| l.info().local() == first.info().local()));
+        let addr = first.info().local();
+        let mut tasks = Vec::new();
+        for i in 0..64u32 {
+            let t = t.to_string();
+            tasks.push(tokio::spawn(async move {
+                let msg = i.to_be_bytes();
+                if t == "tcp" {
+                    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    s.write_all(&msg).await.unwrap();
+                    let mut b = [0u8; 4];
+                    s.read_exact(&mut b).await.unwrap();
+                    assert_eq!(b, msg);
+                } else {
+                    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                    s.send_to(&msg, addr).await.unwrap();
+                    let mut b = [0u8; 4];
+                    let (n, from) =
+                        tokio::time::timeout(Duration::from_secs(5), s.recv_from(&mut b))
+                            .await
+                            .unwrap()
+                            .unwrap();
+                    assert_eq!((n, from, b), (4, addr, msg));
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        first.stop().await;
+        for _ in 0..100 {
+            if nk.listeners().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            nk.listeners().is_empty(),
+            "{t}: the others stop with the first"
+        );
+    }
+    nk.shutdown().await;
+}
