@@ -636,6 +636,7 @@ mod tests {
                 "headers" => "x-a: 1, x-b: 2",
                 "tls_versions" => "tls1.2,tls1.3",
                 "tls_depth" => "3",
+                "reuseport" => "4",
                 "http_max_head_size" => "1024",
                 "send_timeout_close" | "crlf_keepalive" | "proxy_protocol" => "true",
                 n if n.contains("timeout") || n.ends_with("_t1") || n.ends_with("_interval") => {
