@@ -643,6 +643,36 @@ async fn serve_connection(server: Arc<Server>, a: AcceptedStream, acceptor: Opti
         remote,
         slot,
     } = a;
+    if server.settings.proxy_protocol {
+        // Behind a load balancer: a PROXY header first, then HTTP (or TLS).
+        let timeout = server.settings.request_timeout;
+        match nkp_core::proxy::read_header(stream, timeout).await {
+            Ok((header, io)) => {
+                let remote = match header {
+                    nkp_core::proxy::ProxyHeader::Proxy { source, .. } => source,
+                    _ => remote,
+                };
+                serve_stream(server, io, local, remote, slot, acceptor).await
+            }
+            Err(e) => {
+                tracing::info!(%local, %remote, error = %e, "bad PROXY header: connection closed")
+            }
+        }
+        return;
+    }
+    serve_stream(server, stream, local, remote, slot, acceptor).await
+}
+
+async fn serve_stream<S>(
+    server: Arc<Server>,
+    stream: S,
+    local: SocketAddr,
+    remote: SocketAddr,
+    slot: OwnedSemaphorePermit,
+    acceptor: Option<TlsAcceptor>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let conn = Arc::new(ConnCtx {
         local,
         remote,
@@ -655,9 +685,11 @@ async fn serve_connection(server: Arc<Server>, a: AcceptedStream, acceptor: Opti
     match acceptor {
         None => serve_io(server, stream, conn).await,
         Some(acceptor) => {
-            match nkp_tls::accept(&acceptor, stream, server.settings.handshake_timeout).await {
-                Ok(tls) => serve_io(server, CleanEof::new(tls), conn).await,
-                Err(e) => tracing::debug!(%local, %remote, error = %e, "tls handshake failed"),
+            let timeout = server.settings.handshake_timeout;
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_io(server, CleanEof::new(tls), conn).await,
+                Ok(Err(e)) => tracing::debug!(%local, %remote, error = %e, "tls handshake failed"),
+                Err(_) => tracing::debug!(%local, %remote, "tls handshake timed out"),
             }
         }
     }

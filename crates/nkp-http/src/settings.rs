@@ -39,6 +39,9 @@ pub struct ServerSettings {
     /// TLS files and verification (`tls_certfile`, `tls_keyfile`, `tls_cacertfile`,
     /// `tls_verify`, `tls_versions`); empty for plain servers.
     pub tls: Vec<(&'static str, String)>,
+    /// Connections start with a PROXY protocol header (`proxy_protocol`): the request's
+    /// remote address is the one it gives.
+    pub proxy_protocol: bool,
 }
 
 fn tls_fields(o: &Options) -> Vec<(&'static str, Option<String>)> {
@@ -76,6 +79,7 @@ impl ServerSettings {
             max_connections: options.effective_tcp_max_connections(),
             handshake_timeout: options.connect_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
             tls,
+            proxy_protocol: options.proxy_protocol == Some(true),
         }
     }
 
@@ -122,6 +126,15 @@ impl ServerSettings {
                 "http_request_timeout",
                 v.as_millis().to_string(),
                 self.request_timeout.as_millis().to_string(),
+            );
+        }
+        if let Some(v) = options.proxy_protocol
+            && v != self.proxy_protocol
+        {
+            return conflict(
+                "proxy_protocol",
+                v.to_string(),
+                self.proxy_protocol.to_string(),
             );
         }
         if let Some(v) = options.tcp_max_connections

@@ -89,7 +89,7 @@ pub async fn connect_tls(
     }
 }
 
-fn handshake_error(dir: &str, peer: Option<SocketAddr>, e: io::Error) -> Error {
+pub(crate) fn handshake_error(dir: &str, peer: Option<SocketAddr>, e: io::Error) -> Error {
     let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "peer".into());
     let what = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         // our own verifiers' messages (tls_depth) read better without rustls' prefix

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::{TlsAcceptor, TlsStream};
 
-use crate::{CleanEof, ConfigCache, SessionInfo, accept, connect_tls, server_name};
+use crate::{CleanEof, ConfigCache, SessionInfo, connect_tls, server_name};
 
 /// Handshake timeout of accepted connections when the listener has no `connect_timeout`.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -318,12 +318,52 @@ async fn server_handshake(
 ) -> Result<BoxLink, Error> {
     nkp_tcp::socket::configure(&tcp).map_err(|e| Error::io("configure socket", Some(remote), e))?;
     let local = tcp.local_addr().unwrap_or(listen);
-    let tls = accept(&acceptor, tcp, timeout).await.inspect_err(|e| {
-        tracing::debug!(%remote, error = %e, "tls handshake failed");
-    })?;
+    if options.proxy_protocol == Some(true) {
+        // Behind a load balancer: the PROXY header comes before the ClientHello.
+        let (header, io) = nkp_core::proxy::read_header(tcp, timeout)
+            .await
+            .inspect_err(
+                |e| tracing::info!(%remote, error = %e, "bad PROXY header: connection closed"),
+            )?;
+        let remote = match header {
+            nkp_core::proxy::ProxyHeader::Proxy { source, .. } => source,
+            _ => remote,
+        };
+        return tls_link(&acceptor, io, local, remote, &options, timeout, permit).await;
+    }
+    tls_link(&acceptor, tcp, local, remote, &options, timeout, permit).await
+}
+
+/// Runs the server handshake on `io` and frames the TLS stream.
+async fn tls_link<IO>(
+    acceptor: &TlsAcceptor,
+    io: IO,
+    local: SocketAddr,
+    remote: SocketAddr,
+    options: &Options,
+    timeout: Duration,
+    permit: OwnedSemaphorePermit,
+) -> Result<BoxLink, Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let tls = match tokio::time::timeout(timeout, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let e = crate::stream::handshake_error("from", Some(remote), e);
+            tracing::debug!(%remote, error = %e, "tls handshake failed");
+            return Err(e);
+        }
+        Err(_) => {
+            return Err(Error::Timeout {
+                op: "tls handshake",
+                after: timeout,
+            });
+        }
+    };
     let mut info = LinkInfo::new(TransportKind::Tls, local, remote);
     info.meta.host = tls.get_ref().1.server_name().map(str::to_string);
-    let link: TlsLink = StreamLink::new(
+    let link = StreamLink::new(
         CleanEof::new(TlsStream::Server(tls)),
         StreamCodec::new(&options.framing(), options.effective_max_message_size()),
         info,

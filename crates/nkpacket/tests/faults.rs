@@ -290,3 +290,72 @@ async fn proxy_protocol_gives_the_real_client_address() {
     assert_eq!(&buf[..n], b"203.0.113.7:40000\n");
     nk.shutdown().await;
 }
+
+/// PROXY protocol on TLS and HTTP listeners: the header comes before the TLS handshake or the
+/// HTTP request, and the connection's remote address is the one it gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_protocol_on_tls_and_http() {
+    struct Who;
+    impl Protocol for Who {
+        type Message = Bytes;
+        type State = ();
+        fn parse(&self, _f: Frame, c: &ConnInfo, _s: &mut ()) -> Parse<Bytes> {
+            Parse::Reply(Bytes::from(format!("{}", c.remote())))
+        }
+        fn encode(&self, m: Bytes, _c: &ConnInfo, _s: &mut ()) -> Result<Frame, EncodeError> {
+            Ok(Frame::Binary(m))
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("nkp-proxy-{}", std::process::id()));
+    let (cert, key) = nkpacket::tls::write_self_signed(&dir, &["localhost".into()]).unwrap();
+    let nk = Nkpacket::builder().protocol("who", Who).build();
+    let mut o = Options::default();
+    o.tls_certfile = Some(cert.display().to_string());
+    o.tls_keyfile = Some(key.display().to_string());
+    o.proxy_protocol = Some(true);
+    let tls = nk
+        .start_listener("who://127.0.0.1:0;transport=tls", o)
+        .await
+        .unwrap();
+    let mut tcp = TcpStream::connect(tls.info().local()).await.unwrap();
+    tcp.write_all(b"PROXY TCP4 198.51.100.9 127.0.0.1 1234 443\r\n")
+        .await
+        .unwrap();
+    let mut co = Options::default();
+    co.tls_verify = Some(false);
+    let config = nkp_tls::client_config(&co).unwrap();
+    let name = nkp_tls::server_name(&co, tls.info().local()).unwrap();
+    let mut s = nkp_tls::connect_tls(config, name, tcp, Duration::from_secs(5))
+        .await
+        .unwrap();
+    s.write_all(b"hi").await.unwrap();
+    let mut buf = vec![0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"198.51.100.9:1234");
+
+    let http = nk
+        .start_listener(
+            "who://127.0.0.1:0;transport=http;proxy_protocol",
+            Options::default(),
+        )
+        .await
+        .unwrap();
+    let mut h = TcpStream::connect(http.info().local()).await.unwrap();
+    h.write_all(
+        b"PROXY TCP4 203.0.113.5 127.0.0.1 999 80\r\nPOST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+    )
+    .await
+    .unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), h.read_to_end(&mut all))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("203.0.113.5:999"), "{text}");
+    nk.shutdown().await;
+}
