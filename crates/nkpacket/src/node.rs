@@ -442,9 +442,26 @@ impl Nkpacket {
                 }
             }
         }
-        let Some(socket) = socket else {
+        let Some(mut socket) = socket else {
             return Err(last_err.unwrap_or(Error::NoListener));
         };
+        // `udp_starts_tcp` on an ephemeral port: the port must be free for TCP too (a port
+        // can be free for UDP and not for TCP, e.g. held by TIME-WAIT connections).
+        if d.transport == TransportKind::Udp
+            && options.udp_starts_tcp == Some(true)
+            && d.addr.port() == 0
+        {
+            let mut tries = 0;
+            while std::net::TcpListener::bind(socket.local_addr()).is_err() && tries < 20 {
+                tries += 1;
+                let req = ListenRequest {
+                    transport: d.transport,
+                    addr: d.addr,
+                    options: options.clone(),
+                };
+                socket = transport.listen(req).await?;
+            }
+        }
         let external_url = options
             .external_url
             .clone()

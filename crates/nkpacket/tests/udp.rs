@@ -47,9 +47,13 @@ async fn udp_basic_listing() {
     assert!(nk.listeners_in("dom1").is_empty());
     assert_eq!(l.info().protocol(), "test");
     // 7: udp_starts_tcp → a TCP listener on the same port, same domain
-    let free = {
+    // a port free for both UDP and TCP (TIME-WAIT connections can hold a TCP port)
+    let free = loop {
         let u = UdpSocket::bind("0.0.0.0:0").unwrap();
-        u.local_addr().unwrap().port()
+        let p = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("0.0.0.0", p)).is_ok() {
+            break p;
+        }
     };
     let mut o = Options::default().with_domain("dom2");
     o.udp_starts_tcp = Some(true);

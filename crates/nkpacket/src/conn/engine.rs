@@ -28,6 +28,8 @@ use crate::protocol::{
 
 /// Most sends encoded before one flush.
 const WRITE_BATCH: usize = 64;
+/// Longest a write may take when `send_timeout` is not set.
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a graceful close may take before the link is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -572,16 +574,21 @@ impl<P: Protocol> Engine<P> {
     }
 
     /// Writes frames (already fed) out; applies `send_timeout`.
+    /// Writes are bounded by `send_timeout`, or [`DEFAULT_WRITE_TIMEOUT`], so that a sender
+    /// waiting for its write to be done always gets an answer (the timer is armed only when
+    /// the write does not complete at once).
+    fn write_timeout(&self) -> Duration {
+        self.send_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT)
+    }
+
     async fn flush(&mut self) -> Result<(), Error> {
-        match self.send_timeout {
-            Some(t) => tokio::time::timeout(t, self.link.flush())
-                .await
-                .map_err(|_| Error::Timeout {
-                    op: "send",
-                    after: t,
-                })?,
-            None => self.link.flush().await,
-        }
+        let t = self.write_timeout();
+        tokio::time::timeout(t, self.link.flush())
+            .await
+            .map_err(|_| Error::Timeout {
+                op: "send",
+                after: t,
+            })?
     }
 
     async fn feed(&mut self, frame: Frame) -> Result<(), Error> {
@@ -594,15 +601,13 @@ impl<P: Protocol> Engine<P> {
     }
 
     async fn feed_inner(&mut self, frame: Frame) -> Result<(), Error> {
-        match self.send_timeout {
-            Some(t) => tokio::time::timeout(t, self.link.feed(frame))
-                .await
-                .map_err(|_| Error::Timeout {
-                    op: "send",
-                    after: t,
-                })?,
-            None => self.link.feed(frame).await,
-        }
+        let t = self.write_timeout();
+        tokio::time::timeout(t, self.link.feed(frame))
+            .await
+            .map_err(|_| Error::Timeout {
+                op: "send",
+                after: t,
+            })?
     }
 
     /// True when a write error leaves the link usable (nothing was written).

@@ -298,20 +298,19 @@ impl Connection {
     async fn send_outgoing(&self, msg: Outgoing) -> Result<(), Error> {
         self.check_caller()?;
         let (tx, rx) = oneshot::channel();
-        self.request(Command::Send {
+        let cmd = Command::Send {
             msg,
             reply: Some(tx),
-        })
-        .await?;
-        let limit = self.shared.send_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT);
-        match tokio::time::timeout(limit, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(Error::NoProcess),
-            Err(_) => Err(Error::Timeout {
-                op: "send",
-                after: limit,
-            }),
+        };
+        // Room in the queue: no timer. Full: wait (bounded) for room — backpressure.
+        match self.shared.tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::NoProcess),
+            Err(mpsc::error::TrySendError::Full(cmd)) => self.request(cmd).await?,
         }
+        // No timer here either: the engine answers every send, its writes being bounded by
+        // `send_timeout` (30 s when not set); a gone task drops the reply.
+        rx.await.unwrap_or(Err(Error::NoProcess))
     }
 
     /// Sends a message on this connection and waits until it is written.
