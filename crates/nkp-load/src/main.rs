@@ -1,10 +1,12 @@
 //! `nkp-load`: a load and soak test of nkpacket.
 //!
-//! Starts nkpacket `echo` listeners in this process (TCP with `tcp_packet=4`, UDP) on
-//! loopback, then drives N concurrent clients × M messages each over plain tokio sockets,
-//! checking every echo byte for byte:
+//! Starts nkpacket `echo` listeners in this process (TCP with `tcp_packet=4`, UDP, WebSocket
+//! `ws` and `wss` on the shared HTTP server) on loopback, then drives N concurrent clients ×
+//! M messages each over plain tokio sockets (WebSocket: tokio-tungstenite, TLS:
+//! tokio-rustls), checking every echo byte for byte:
 //!
-//! * TCP: every message must come back (a single loss, corruption or stall fails the run);
+//! * TCP, WS, WSS: every message must come back (a single loss, corruption or stall fails
+//!   the run);
 //! * UDP: losses are counted and reported, never a failure;
 //! * throughput per transport and one summary line (`load: PASSED ...` / `load: FAILED ...`).
 //!
@@ -14,15 +16,17 @@
 //! connections all went away.
 //!
 //! ```text
-//! cargo xtask load                                # 1000 clients × 1000 messages, tcp + udp
+//! cargo xtask load                                # 1000 clients × 1000 messages, all four
 //! cargo xtask load --clients 100 --messages 100   # the check `cargo xtask test` runs
 //! cargo xtask load --soak 600                     # ten minutes of a smaller load
 //! ```
 
 mod client;
 mod system;
+mod ws;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +37,7 @@ use nkpacket::{Nkpacket, Options};
 use tokio::sync::Semaphore;
 
 use client::{ClientReport, LoadTransport, Tcp, Udp};
+use ws::{Ws, Wss};
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -50,8 +55,8 @@ struct Args {
     /// Bytes per message (at least 8).
     #[arg(long, default_value_t = 64)]
     size: usize,
-    /// Transports to drive, comma-separated: tcp, udp.
-    #[arg(long, default_value = "tcp,udp", value_delimiter = ',')]
+    /// Transports to drive, comma-separated: tcp, udp, ws, wss.
+    #[arg(long, default_value = "tcp,udp,ws,wss", value_delimiter = ',')]
     transports: Vec<String>,
     /// Keep a smaller load running for this many seconds and check memory.
     #[arg(long, value_name = "SECONDS")]
@@ -82,6 +87,25 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 enum Kind {
     Tcp,
     Udp,
+    Ws,
+    Wss,
+}
+
+impl Kind {
+    /// Name in reports and on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Tcp => "tcp",
+            Kind::Udp => "udp",
+            Kind::Ws => "ws",
+            Kind::Wss => "wss",
+        }
+    }
+
+    /// Whether a single lost or duplicated echo fails the run.
+    fn reliable(self) -> bool {
+        self != Kind::Udp
+    }
 }
 
 /// The echo server: one node, one listener per transport.
@@ -89,6 +113,22 @@ struct Server {
     nk: Nkpacket,
     tcp: Option<SocketAddr>,
     udp: Option<SocketAddr>,
+    ws: Option<SocketAddr>,
+    wss: Option<SocketAddr>,
+    /// Directory of the `wss` listener's self-signed certificate, removed at the end.
+    cert_dir: Option<PathBuf>,
+}
+
+impl Server {
+    /// Stops the node and removes the certificate directory.
+    async fn stop(self) {
+        self.nk.shutdown().await;
+        if let Some(dir) = &self.cert_dir
+            && let Err(e) = std::fs::remove_dir_all(dir)
+        {
+            eprintln!("warning: removing {}: {e}", dir.display());
+        }
+    }
 }
 
 /// Counts of one transport over a run (or over a soak).
@@ -171,7 +211,9 @@ fn parse_kinds(names: &[String]) -> Result<Vec<Kind>, String> {
         let kind = match name.trim().to_ascii_lowercase().as_str() {
             "tcp" => Kind::Tcp,
             "udp" => Kind::Udp,
-            other => return Err(format!("unknown transport `{other}` (tcp, udp)")),
+            "ws" => Kind::Ws,
+            "wss" => Kind::Wss,
+            other => return Err(format!("unknown transport `{other}` (tcp, udp, ws, wss)")),
         };
         if !kinds.contains(&kind) {
             kinds.push(kind);
@@ -202,7 +244,27 @@ async fn start_server(
         nk,
         tcp: None,
         udp: None,
+        ws: None,
+        wss: None,
+        cert_dir: None,
     };
+    match add_listeners(&mut server, kinds, clients, host, udp_idle).await {
+        Ok(()) => Ok(server),
+        Err(e) => {
+            server.stop().await;
+            Err(e)
+        }
+    }
+}
+
+/// Starts one echo listener per kind on `host`, recording their addresses in `server`.
+async fn add_listeners(
+    server: &mut Server,
+    kinds: &[Kind],
+    clients: usize,
+    host: &str,
+    udp_idle: Option<Duration>,
+) -> Result<(), String> {
     for kind in kinds {
         let mut opts = Options::default();
         let uri = match kind {
@@ -213,6 +275,20 @@ async fn start_server(
             Kind::Udp => {
                 opts.idle_timeout = udp_idle;
                 format!("echo://{host}:0;transport=udp")
+            }
+            Kind::Ws => {
+                // the shared HTTP server's cap on concurrent connections (sessions included)
+                opts.tcp_max_connections = Some(clients * 2 + 64);
+                format!("echo://{host}:0;transport=ws")
+            }
+            Kind::Wss => {
+                opts.tcp_max_connections = Some(clients * 2 + 64);
+                let (cert, key) = self_signed(&mut server.cert_dir)?;
+                for (name, path) in [("tls_certfile", cert), ("tls_keyfile", key)] {
+                    opts.set(name, &path.to_string_lossy())
+                        .map_err(|e| format!("{name}: {e}"))?;
+                }
+                format!("echo://{host}:0;transport=wss")
             }
         };
         let listener = server
@@ -225,9 +301,21 @@ async fn start_server(
         match kind {
             Kind::Tcp => server.tcp = Some(addr),
             Kind::Udp => server.udp = Some(addr),
+            Kind::Ws => server.ws = Some(addr),
+            Kind::Wss => server.wss = Some(addr),
         }
     }
-    Ok(server)
+    Ok(())
+}
+
+/// Writes a self-signed certificate and key for the `wss` listener in a new directory of the
+/// system's temporary directory (recorded in `dir` so that it is removed at the end).
+fn self_signed(dir: &mut Option<PathBuf>) -> Result<(PathBuf, PathBuf), String> {
+    let path = std::env::temp_dir().join(format!("nkp-load-{}", std::process::id()));
+    std::fs::create_dir_all(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    *dir = Some(path.clone());
+    nkpacket::tls::write_self_signed(&path, &[])
+        .map_err(|e| format!("self-signed certificate in {}: {e}", path.display()))
 }
 
 /// Runs `clients` clients of one transport at once; `(totals, first errors)`.
@@ -289,7 +377,7 @@ async fn round_of(
     messages: u32,
     args: &Args,
 ) -> Result<(Totals, Vec<String>), String> {
-    let missing = || format!("no {kind:?} listener");
+    let missing = || format!("no {} listener", kind.name());
     Ok(match kind {
         Kind::Tcp => {
             let addr = server.tcp.ok_or_else(missing)?;
@@ -315,23 +403,44 @@ async fn round_of(
             )
             .await
         }
+        Kind::Ws => {
+            let addr = server.ws.ok_or_else(missing)?;
+            round(
+                Arc::new(Ws),
+                addr,
+                clients,
+                messages,
+                args.size,
+                args.connect_concurrency,
+            )
+            .await
+        }
+        Kind::Wss => {
+            let addr = server.wss.ok_or_else(missing)?;
+            round(
+                Arc::new(Wss::new()?),
+                addr,
+                clients,
+                messages,
+                args.size,
+                args.connect_concurrency,
+            )
+            .await
+        }
     })
 }
 
 /// Judges one transport's totals: `(ok, report line)`.
 fn judge(kind: Kind, t: &Totals, expected: u64) -> (bool, String) {
     let lost = t.lost(expected);
-    let reliable = kind == Kind::Tcp;
+    let reliable = kind.reliable();
     let ok =
         t.corrupt == 0 && t.failed_clients == 0 && (!reliable || (lost == 0 && t.duplicate == 0));
     let loss_pct = 100.0 * lost as f64 / (expected.max(1)) as f64;
     let line = format!(
         "{} {}: {}/{} echoed, {} lost ({:.3}%), {} corrupt, {} duplicate, {} failed clients, \
          {:.1} s, {:.0} msg/s, {:.1} MB/s each way",
-        match kind {
-            Kind::Tcp => "tcp",
-            Kind::Udp => "udp",
-        },
+        kind.name(),
         if ok { "ok" } else { "FAILED" },
         t.echoed,
         expected,
@@ -381,7 +490,7 @@ async fn load(args: &Args, kinds: &[Kind]) -> bool {
         all_ok &= ok;
         parts.push(line);
     }
-    server.nk.shutdown().await;
+    server.stop().await;
     println!(
         "load: {} {clients}x{messages}: {}",
         if all_ok { "PASSED" } else { "FAILED" },
@@ -486,7 +595,7 @@ async fn soak(args: &Args, kinds: &[Kind], duration: Duration) -> bool {
         if conns_ok { "" } else { " (leak?)" }
     );
     all_ok &= conns_ok;
-    server.nk.shutdown().await;
+    server.stop().await;
     println!(
         "soak: {} {} s, {rounds} rounds of {clients}x{messages}: {}; {memory_line}",
         if all_ok { "PASSED" } else { "FAILED" },
@@ -511,7 +620,11 @@ mod tests {
             parse_kinds(&names(&["tcp", "UDP", "tcp"])),
             Ok(vec![Kind::Tcp, Kind::Udp])
         );
-        assert!(parse_kinds(&names(&["ws"])).is_err());
+        assert_eq!(
+            parse_kinds(&names(&["ws", " WSS "])),
+            Ok(vec![Kind::Ws, Kind::Wss])
+        );
+        assert!(parse_kinds(&names(&["sctp"])).is_err());
         assert!(parse_kinds(&[]).is_err());
     }
 
@@ -534,7 +647,7 @@ mod tests {
         assert!(!judge(Kind::Udp, &corrupt, 10).0);
     }
 
-    /// A small run end to end over loopback: every TCP message comes back.
+    /// A small run end to end over loopback: every TCP, WS and WSS message comes back.
     #[test]
     fn small_load_passes() {
         let args = Args::parse_from(["nkp-load", "--clients", "4", "--messages", "20"]);
@@ -543,6 +656,6 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
-        assert!(rt.block_on(load(&args, &[Kind::Tcp, Kind::Udp])));
+        assert!(rt.block_on(load(&args, &[Kind::Tcp, Kind::Udp, Kind::Ws, Kind::Wss])));
     }
 }
