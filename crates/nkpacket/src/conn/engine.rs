@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::keepalive::{Keepalive, KeepaliveStep};
 use super::table::{ConnKey, IpCounter, Slot};
 use super::{Command, ConnInfo, Connection, Direction, LinkSource, Outgoing};
 use crate::dynproto::guarded;
@@ -76,108 +77,6 @@ struct Engine<P: Protocol> {
     budget: Duration,
     metrics: ConnMetrics,
     keepalive: Keepalive,
-}
-
-/// Keepalives (RFC 5626 CRLF on raw streams, ping on WebSocket) and dead-peer detection.
-struct Keepalive {
-    /// Send one this often (`None`: off).
-    interval: Option<Duration>,
-    /// The peer is dead when nothing arrives this long after a keepalive.
-    timeout: Duration,
-    /// The keepalive frame of this transport (`None`: the transport has none).
-    ping: Option<Frame>,
-    /// Answer `\r\n\r\n` with `\r\n` (raw streams, `crlf_keepalive`).
-    answer_crlf: bool,
-    /// Raw stream: a lone `\r\n` is a keepalive answer, not data.
-    raw_stream: bool,
-    last_sent: Instant,
-    waiting_until: Option<Instant>,
-}
-
-enum KeepaliveStep {
-    Wait(Instant),
-    Send(Frame, Instant),
-    Dead,
-}
-
-impl Keepalive {
-    fn new(options: &Options, transport: TransportKind) -> Self {
-        let raw_stream =
-            transport.is_stream() && matches!(options.framing(), nkp_core::Framing::Raw);
-        let ping = match transport {
-            TransportKind::Ws | TransportKind::Wss => Some(Frame::Ping(Bytes::new())),
-            _ if raw_stream => Some(Frame::Binary(Bytes::from_static(b"\r\n\r\n"))),
-            _ => None,
-        };
-        let interval = options.keepalive_interval.filter(|_| ping.is_some());
-        Keepalive {
-            interval,
-            timeout: options.keepalive_timeout.unwrap_or(Duration::from_secs(10)),
-            ping,
-            answer_crlf: raw_stream && options.crlf_keepalive == Some(true),
-            raw_stream,
-            last_sent: Instant::now(),
-            waiting_until: None,
-        }
-    }
-
-    fn enabled(&self) -> bool {
-        self.interval.is_some()
-    }
-
-    /// When the keepalive timer should next fire.
-    fn next_event(&self) -> Instant {
-        match (self.waiting_until, self.interval) {
-            (Some(w), _) => w,
-            (None, Some(i)) => self.last_sent + i,
-            (None, None) => Instant::now() + Duration::from_secs(3600),
-        }
-    }
-
-    /// Something arrived: the peer is alive.
-    fn heard(&mut self) {
-        self.waiting_until = None;
-    }
-
-    /// Whether a received unit is keepalive traffic (not for the protocol), and what to
-    /// answer.
-    fn consumes(&self, frame: &Frame) -> Option<Option<Frame>> {
-        if !self.raw_stream {
-            return None;
-        }
-        match frame {
-            Frame::Binary(b) if self.answer_crlf && &b[..] == b"\r\n\r\n" => {
-                Some(Some(Frame::Binary(Bytes::from_static(b"\r\n"))))
-            }
-            Frame::Binary(b) if self.interval.is_some() && &b[..] == b"\r\n" => Some(None),
-            _ => None,
-        }
-    }
-
-    fn due(&mut self, now: Instant) -> KeepaliveStep {
-        let Some(interval) = self.interval else {
-            return KeepaliveStep::Wait(now + Duration::from_secs(3600));
-        };
-        if let Some(w) = self.waiting_until {
-            if now >= w {
-                return KeepaliveStep::Dead;
-            }
-            return KeepaliveStep::Wait(w);
-        }
-        let at = self.last_sent + interval;
-        if now < at {
-            return KeepaliveStep::Wait(at);
-        }
-        match &self.ping {
-            Some(p) => {
-                self.last_sent = now;
-                let wait = now + self.timeout;
-                self.waiting_until = Some(wait);
-                KeepaliveStep::Send(p.clone(), wait)
-            }
-            None => KeepaliveStep::Wait(now + Duration::from_secs(3600)),
-        }
-    }
 }
 
 /// Runs a protocol callback: a panic, or a callback that kept its thread longer than

@@ -2,6 +2,7 @@
 //! engine task that runs each one.
 
 pub(crate) mod engine;
+mod keepalive;
 pub(crate) mod table;
 
 use std::any::Any;
