@@ -81,3 +81,70 @@ for n in [0,1,2,3,6,12]:
         data+=struct.pack('>HHHB', r.choice([1,2,10,20]), r.choice([0,1,9,90,65535]), 5060, r.randrange(256))
     put('dns_order', data)
 print('dns_order')
+
+# --- ws_client_handshake: flags + the fake server's response ({ACCEPT}: the right accept
+# value), from nkp-ws's client tests (tests/ws.rs, src/client.rs)
+ok='HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {ACCEPT}\r\n'
+for flags, resp in [
+    (0, ok+'\r\n'),
+    (2, ok+'\r\n\x81\x05hello\x82\x03abc\x89\x00\x88\x02\x03\xe8'),   # text, binary, ping, close
+    (0, ok+'\r\n\x01\x02he\x80\x03llo\x8a\x01p'),                     # fragmented text, pong
+    (1, ok+'Sec-WebSocket-Protocol: sip\r\n\r\n\x81\x01x'),
+    (1, ok+'Sec-WebSocket-Protocol: other\r\n\r\n'),
+    (0, ok+'Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n'),
+    (0, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bogus\r\n\r\n'),
+    (0, 'HTTP/1.1 404 Not Found\r\nserver: NkPACKET\r\ncontent-length: 0\r\n\r\n'),
+    (0, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {ACCEPT}\r\n\r\n'),
+    (0, 'SSH-2.0-x\r\n\r\n'),
+    (0, 'HTTP/1.1 abc\r\n\r\n'),
+    (0, 'HTTP/1.1 101 Switching Protocols\r\nUpgrade'),
+]:
+    put('ws_client_handshake', bytes([flags])+resp.encode('latin-1'))
+print('ws_client_handshake')
+
+# --- ws_server_frames: flags + client frames (masked), as nkp-ws's tests send them
+def cframe(op, payload, fin=True, mask=b'\x11\x22\x33\x44', length=None):
+    n=len(payload) if length is None else length
+    h=bytes([(0x80 if fin else 0)|op])
+    if n<126: h+=bytes([0x80|n])
+    elif n<65536: h+=bytes([0x80|126])+n.to_bytes(2,'big')
+    else: h+=bytes([0x80|127])+n.to_bytes(8,'big')
+    return h+mask+bytes(b^mask[i%4] for i,b in enumerate(payload))
+for flags, data in [
+    (0, cframe(1,b'hello')),
+    (0, cframe(2,b'\x00\x01\x02')+cframe(9,b'ping')+cframe(10,b'')+cframe(8,b'\x03\xe8bye')),
+    (0, cframe(1,b'hel',fin=False)+cframe(9,b'')+cframe(0,b'lo')),
+    (0, cframe(1,b'\xff\xfe')),                           # bad UTF-8: 1007
+    (0, cframe(8,b'\x03')),                               # 1-byte close payload
+    (0, cframe(3,b'x')),                                  # reserved opcode
+    (0, bytes([0x81,0x05])+b'hello'),                     # unmasked client frame
+    (1, cframe(2,b'y'*100)),                              # over max_message_size=64: 1009
+    (1, cframe(2,b'y'*40,fin=False)+cframe(0,b'y'*40)),   # fragments over the limit
+    (0, cframe(2,b'',length=1<<40)),                      # declared 1 TiB, no body
+    (2, cframe(1,b'sip')+cframe(8,b'')),
+]:
+    put('ws_server_frames', bytes([flags])+data)
+print('ws_server_frames')
+
+# --- http_head: requests from nkp-http's and nkp-ws's tests
+for req in [
+    'GET / HTTP/1.1\r\nHost: h\r\n\r\n',
+    'POST /test1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello',
+    'POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello worldGET /a HTTP/1.1\r\nHost: h\r\n\r\n',
+    'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n',
+    'GET /a/b HTTP/1.1\r\nHost: h\r\nx-decline: 1\r\n\r\n',
+    'GET / HTTP/1.1\r\nHost: h\r\nx-big: '+'a'*3000+'\r\n\r\n',
+    'GET / HTTP/1.1\r\nHost: h\r\n'+''.join('x-h%d: v\r\n'%i for i in range(120))+'\r\n',
+    'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n',
+    'GET /dom2 HTTP/1.1\r\nHost: x\r\n\r\n',
+    'GET /%2e%2e/../x?q=1 HTTP/1.1\r\nHost: [::1]:80\r\n\r\n',
+    'OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n',
+    'GET http://other.example/ HTTP/1.1\r\n\r\n',
+    'GET / HTTP/1.0\r\n\r\n',
+    '\x16\x03\x01garbage\r\n\r\n',
+]:
+    put('http_head', req.encode('latin-1'))
+put('http_head', 'GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'.encode()+cframe(1,b'hi')+cframe(8,b''))
+print('http_head')

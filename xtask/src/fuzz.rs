@@ -18,7 +18,16 @@ use crate::cmd::{self, Env};
 use crate::install;
 
 /// The fuzz targets (`[[bin]]`s of `fuzz/Cargo.toml`), in the order they run.
-pub const TARGETS: &[&str] = &["uri", "options", "framing", "stun", "dns_order"];
+pub const TARGETS: &[&str] = &[
+    "uri",
+    "options",
+    "framing",
+    "stun",
+    "dns_order",
+    "ws_client_handshake",
+    "ws_server_frames",
+    "http_head",
+];
 
 /// Seconds per target of `cargo xtask fuzz` without `--seconds`.
 pub const DEFAULT_SECONDS: u64 = 60;
