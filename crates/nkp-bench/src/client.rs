@@ -65,6 +65,8 @@ pub struct EchoResult {
     pub p99_us: f64,
     /// Lost datagrams (UDP).
     pub lost: u64,
+    /// Server CPU time per message, microseconds (NaN when not measured).
+    pub cpu_us: f64,
 }
 
 impl EchoResult {
@@ -83,6 +85,7 @@ impl EchoResult {
             p50_us: pct(0.50),
             p99_us: pct(0.99),
             lost: s.lost,
+            cpu_us: f64::NAN,
         }
     }
 }

@@ -30,6 +30,7 @@ run     every row, nkpacket and its baseline alternately; prints a Markdown repo
         --idle-conns N idle connections of the memory rows (default 10000)
         --only A,B     only rows whose name contains A or B (e.g. `tcp4`, `c=64`, `memory`)
         --out FILE     also write the report to FILE
+        --no-pin       do not pin the client to CPU 0 and the servers to the others
 serve   one server (used by run)";
 
 fn main() -> ExitCode {
@@ -80,6 +81,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         .collect::<Vec<_>>()
         .join(" ");
     let mut out: Option<PathBuf> = None;
+    let mut pin = true;
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
@@ -99,12 +101,26 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                     .collect()
             }
             "--out" => out = Some(PathBuf::from(value(args, &mut i, a)?)),
+            "--pin" => pin = true,
+            "--no-pin" => pin = false,
             other => return Err(format!("unknown option `{other}`\n\n{USAGE}")),
         }
         i += 1;
     }
     nkpacket::tls::write_self_signed(&dir, &["localhost".into(), "127.0.0.1".into()])
         .map_err(|e| format!("certificate: {e}"))?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if pin && cpus >= 2 {
+        // The load client on CPU 0, every server on the others: each server's placement is
+        // then the same, instead of a per-process draw between same-CPU and cross-CPU
+        // wake-ups (2.5x apart on one connection).
+        process::pin_servers(&format!("1-{}", cpus - 1));
+        process::pin_self("0")?;
+        cfg.pinning = Some(format!(
+            "load client on CPU 0, servers on CPUs 1-{}",
+            cpus - 1
+        ));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,10 +4,32 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 use crate::server::Impl;
+
+/// CPUs the server processes are pinned to (`taskset -c` list), when pinning.
+static SERVER_CPUS: OnceLock<String> = OnceLock::new();
+
+/// Pins every server started from now on to `cpus` (a `taskset -c` list such as `1`).
+pub fn pin_servers(cpus: &str) {
+    let _ = SERVER_CPUS.set(cpus.to_string());
+}
+
+/// Pins this process's current thread (and the threads it starts afterwards) to `cpus`.
+pub fn pin_self(cpus: &str) -> Result<(), String> {
+    let status = Command::new("taskset")
+        .args(["-p", "-c", cpus, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("taskset -p -c {cpus} failed"))
+    }
+}
 
 /// How long a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -23,7 +45,15 @@ impl Server {
     /// Starts `nkp-bench serve <imp> <service> --cert-dir <dir>` and waits for its address.
     pub fn spawn(imp: Impl, service: &str, cert_dir: &std::path::Path) -> Result<Server, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-        let mut child = Command::new(exe)
+        let mut cmd = match SERVER_CPUS.get() {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let mut child = cmd
             .args(["serve", imp.as_str(), service, "--cert-dir"])
             .arg(cert_dir)
             .stdin(Stdio::piped())
@@ -68,6 +98,31 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// CPU time all threads of a process have run, in nanoseconds (`/proc/<pid>/task/*/schedstat`).
+pub fn cpu_ns(pid: u32) -> Result<u64, String> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{dir}: {e}"))? {
+        let Ok(entry) = entry else { continue };
+        // A thread may end between the listing and the read.
+        if let Ok(s) = std::fs::read_to_string(entry.path().join("schedstat")) {
+            total += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(total)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -103,5 +158,6 @@ mod tests {
         let s = "Name:\tx\nVmHWM:\t  900 kB\nVmRSS:\t    1234 kB\nThreads: 2\n";
         assert_eq!(parse_vmrss(s), Some(1234 * 1024));
         assert!(rss_of(std::process::id()).unwrap() > 0);
+        assert!(cpu_ns(std::process::id()).unwrap() > 0);
     }
 }

@@ -15,6 +15,7 @@ pub struct EchoRow {
     thr: f64,
     p50: f64,
     p99: f64,
+    cpu: f64,
     min_ratio: f64,
     error: Option<String>,
 }
@@ -47,6 +48,7 @@ impl EchoRow {
             p50_us: median(col(v, |r| r.p50_us)),
             p99_us: median(col(v, |r| r.p99_us)),
             lost: v.iter().map(|r| r.lost).sum(),
+            cpu_us: median(col(v, |r| r.cpu_us)),
         };
         EchoRow {
             name: Self::name_of(transport, conns, size),
@@ -55,6 +57,7 @@ impl EchoRow {
             thr: ratios(&col(nk, |r| r.rate), &col(base, |r| r.rate)),
             p50: ratios(&col(nk, |r| r.p50_us), &col(base, |r| r.p50_us)),
             p99: ratios(&col(nk, |r| r.p99_us), &col(base, |r| r.p99_us)),
+            cpu: ratios(&col(nk, |r| r.cpu_us), &col(base, |r| r.cpu_us)),
             min_ratio,
             error: None,
         }
@@ -69,6 +72,7 @@ impl EchoRow {
             thr: f64::NAN,
             p50: f64::NAN,
             p99: f64::NAN,
+            cpu: f64::NAN,
             min_ratio: 0.0,
             error: Some(error),
         }
@@ -89,7 +93,7 @@ impl EchoRow {
     /// One line for the progress output.
     pub fn progress_line(&self) -> String {
         format!(
-            "{:<20} {:>10.0} vs {:>10.0} msg/s ({:.2}x)  p50 {:.0}/{:.0} us ({:.2}x)  p99 {:.0}/{:.0} us ({:.2}x)  {}",
+            "{:<20} {:>10.0} vs {:>10.0} msg/s ({:.2}x)  p50 {:.0}/{:.0} us ({:.2}x)  p99 {:.0}/{:.0} us ({:.2}x)  cpu {:.2}/{:.2} us/msg ({:.2}x)  {}",
             self.name,
             self.nk.rate,
             self.base.rate,
@@ -100,6 +104,9 @@ impl EchoRow {
             self.nk.p99_us,
             self.base.p99_us,
             self.p99,
+            self.nk.cpu_us,
+            self.base.cpu_us,
+            self.cpu,
             self.verdict()
         )
     }
@@ -216,6 +223,7 @@ impl OtherRow {
 #[derive(Debug, Clone)]
 pub struct Report {
     command: String,
+    pinning: Option<String>,
     rounds: usize,
     secs: f64,
     idle_conns: usize,
@@ -228,6 +236,7 @@ impl Report {
     pub fn new(cfg: &Config) -> Report {
         Report {
             command: cfg.command.clone(),
+            pinning: cfg.pinning.clone(),
             rounds: cfg.rounds,
             secs: cfg.secs,
             idle_conns: cfg.idle_conns,
@@ -263,6 +272,11 @@ impl Report {
         let _ = writeln!(s, "Machine: {}  ", machine());
         let _ = writeln!(
             s,
+            "Pinning: {}  ",
+            self.pinning.as_deref().unwrap_or("none")
+        );
+        let _ = writeln!(
+            s,
             "Rounds: {} per implementation and row, {} s measured each, alternating A B / B A; \
              {} idle connections for the memory rows.\n",
             self.rounds, self.secs, self.idle_conns
@@ -270,13 +284,15 @@ impl Report {
         let _ = writeln!(
             s,
             "Ratios are medians of per-round nkpacket/baseline ratios; absolute numbers are \
-             medians. Targets: throughput ratio >= 0.9 (udp >= 1.0), p99 ratio <= {MAX_P99_RATIO}.\n"
+             medians. Targets: throughput ratio >= 0.9 (udp >= 1.0), p99 ratio <= {MAX_P99_RATIO}. \
+             Server CPU per message (all threads, from /proc/<pid>/task/*/schedstat, over the \
+             measured window) is the least noisy measure of overhead on a busy machine.\n"
         );
         if !self.echo.is_empty() {
             s.push_str(
-                "| echo row | nk msg/s | base msg/s | thr ratio | nk p50 µs | base p50 µs | p50 ratio | nk p99 µs | base p99 µs | p99 ratio | verdict |\n",
+                "| echo row | nk msg/s | base msg/s | thr ratio | nk p50 µs | base p50 µs | p50 ratio | nk p99 µs | base p99 µs | p99 ratio | server CPU µs/msg nk / base | CPU ratio | verdict |\n",
             );
-            s.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n");
+            s.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n");
             for r in &self.echo {
                 let lost = if r.nk.lost + r.base.lost > 0 {
                     format!(" (lost {}/{})", r.nk.lost, r.base.lost)
@@ -285,7 +301,7 @@ impl Report {
                 };
                 let _ = writeln!(
                     s,
-                    "| {} | {:.0} | {:.0} | **{:.2}** | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | **{:.2}** | {}{} |",
+                    "| {} | {:.0} | {:.0} | **{:.2}** | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | **{:.2}** | {:.2} / {:.2} | {:.2} | {}{} |",
                     r.name,
                     r.nk.rate,
                     r.base.rate,
@@ -296,6 +312,9 @@ impl Report {
                     r.nk.p99_us,
                     r.base.p99_us,
                     r.p99,
+                    r.nk.cpu_us,
+                    r.base.cpu_us,
+                    r.cpu,
                     r.verdict(),
                     lost
                 );
@@ -383,6 +402,7 @@ mod tests {
             p50_us,
             p99_us,
             lost: 0,
+            cpu_us: 1.0,
         };
         let nk = [
             r(90.0, 10.0, 20.0),

@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use crate::client::{EchoResult, Plan, Samples, udp_loop};
-use crate::process::Server;
+use crate::process::{self, Server};
 use crate::report::{EchoRow, OtherRow, Report};
 use crate::server::{Impl, STUN};
 use crate::transports::{self, ClientCtx, Conn, Transport};
@@ -49,6 +49,8 @@ pub struct Config {
     pub cert_dir: PathBuf,
     /// The command line, for the report.
     pub command: String,
+    /// How processes were pinned to CPUs, for the report.
+    pub pinning: Option<String>,
 }
 
 impl Config {
@@ -63,6 +65,7 @@ impl Config {
             only: Vec::new(),
             cert_dir,
             command: String::new(),
+            pinning: None,
         }
     }
 
@@ -190,8 +193,7 @@ async fn echo_rows(cfg: &Config, t: &dyn Transport, ctx: &ClientCtx, report: &mu
         let mut failure = None;
         'rounds: for r in 0..cfg.rounds {
             for imp in Config::order(r) {
-                let addr = servers[idx(imp)].addr;
-                match echo_round(cfg, t, addr, ctx, conns, wire.clone()).await {
+                match echo_round(cfg, t, &servers[idx(imp)], ctx, conns, wire.clone()).await {
                     Ok(res) => per[idx(imp)].push(res),
                     Err(e) => {
                         failure = Some(format!("{} round {r}: {e}", imp.as_str()));
@@ -247,14 +249,27 @@ async fn connect_all(
 async fn echo_round(
     cfg: &Config,
     t: &dyn Transport,
-    addr: SocketAddr,
+    server: &Server,
     ctx: &ClientCtx,
     n: usize,
     wire: Arc<[u8]>,
 ) -> Result<EchoResult, String> {
-    let conns = connect_all(t, addr, ctx, n, &wire).await?;
+    let conns = connect_all(t, server.addr, ctx, n, &wire).await?;
     let plan = cfg.plan();
-    run_conns(conns, wire, plan).await
+    let cpu = tokio::spawn(cpu_over(server.pid(), plan));
+    let mut result = run_conns(conns, wire, plan).await?;
+    if let Ok(Ok(ns)) = cpu.await {
+        result.cpu_us = ns as f64 / 1000.0 / (result.rate * plan.window().as_secs_f64()).max(1.0);
+    }
+    Ok(result)
+}
+
+/// CPU time `pid` used during the plan's measured window, in nanoseconds.
+async fn cpu_over(pid: u32, plan: Plan) -> Result<u64, String> {
+    tokio::time::sleep_until(plan.warm_until).await;
+    let before = process::cpu_ns(pid)?;
+    tokio::time::sleep_until(plan.end).await;
+    Ok(process::cpu_ns(pid)?.saturating_sub(before))
 }
 
 async fn run_conns(
