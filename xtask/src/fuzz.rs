@@ -33,7 +33,7 @@ pub const TARGETS: &[&str] = &[
 pub const DEFAULT_SECONDS: u64 = 60;
 
 /// Seconds per target of the smoke run inside `cargo xtask test`.
-pub const SMOKE_SECONDS: u64 = 15;
+pub const SMOKE_SECONDS: u64 = 10;
 
 /// libFuzzer: an input running longer than this (seconds) is a hang.
 const INPUT_TIMEOUT_SECS: u64 = 10;
