@@ -33,11 +33,9 @@ use tokio::net::TcpListener;
 const PLACEHOLDER: &[u8] = b"{ACCEPT}";
 
 /// Whether the status line of a response giving a link must be exactly `HTTP/1.x 101`
-/// (RFC 9112 §4: `HTTP-version SP 3DIGIT`). Off while nkp-ws's `parse_head` is lenient
-/// (found by this target): it reads the status with `u16::from_str`, which takes `0101` and
-/// `+101` as 101 (`HTTP/1.1 0101 Switching Protocols` gives a link), and takes any version
-/// token starting with `HTTP/1.` (`HTTP/1.1<NUL...> 101` gives a link). Turn on once fixed.
-const STRICT_STATUS: bool = false;
+/// (RFC 9112 §4: `HTTP-version SP 3DIGIT`). This target found nkp-ws's `parse_head` taking
+/// `0101`, `+101` and `HTTP/1.1<NUL...> 101` as 101; fixed, so the check is strict.
+const STRICT_STATUS: bool = true;
 
 struct Fixture {
     listener: TcpListener,

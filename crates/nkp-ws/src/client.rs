@@ -96,11 +96,13 @@ fn parse_head(head: &[u8], remote: SocketAddr) -> Result<ResponseHead, Error> {
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad(&format!("not an HTTP response: {status_line:?}")));
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        return Err(bad(&format!("not an HTTP/1.x response: {status_line:?}")));
     }
+    // Exactly three digits (found by fuzzing: `0101` and `+101` used to read as 101).
     let status = parts
         .next()
+        .filter(|s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| bad(&format!("bad status line {status_line:?}")))?;
     let reason = parts.next().unwrap_or_default().to_string();
@@ -239,5 +241,33 @@ mod tests {
         assert_eq!(h.get("Server"), Some("NkPACKET"));
         assert!(parse_head(b"SSH-2.0-x", r).is_err());
         assert!(parse_head(b"HTTP/1.1 abc\r\n", r).is_err());
+    }
+}
+
+#[cfg(test)]
+mod status_line_tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_are_strict() {
+        let remote: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let ok = parse_head(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n",
+            remote,
+        );
+        assert_eq!(ok.unwrap().status, 101);
+        // fuzz/ws_client_handshake: these used to read as 101
+        for bad in [
+            &b"HTTP/1.1 0101 Switching Protocols\r\n"[..],
+            b"HTTP/1.1 +101 Switching Protocols\r\n",
+            b"HTTP/1.1\0\0 101 Switching Protocols\r\n",
+            b"HTTP/2 101 x\r\n",
+        ] {
+            assert!(
+                parse_head(bad, remote).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }
