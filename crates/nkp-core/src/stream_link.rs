@@ -51,6 +51,9 @@ pub struct StreamLink<S> {
     rbuf: BytesMut,
     /// Encoded bytes not yet written (no allocation while empty).
     wbuf: BytesMut,
+    /// A lone frame fed since the last flush, written without copying (its length prefix,
+    /// then the payload). A second frame moves it into `wbuf`.
+    single: Option<Single>,
     /// New bytes arrived since the decoder last said "need more".
     readable: bool,
     /// The stream ended (0-byte read).
@@ -70,6 +73,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> StreamLink<S> {
             info,
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
+            single: None,
             readable: false,
             eof: false,
             done: false,
@@ -98,7 +102,9 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> StreamLink<S> {
 impl<S> StreamLink<S> {
     /// Bytes of buffer memory the link holds now (read and write buffers' capacity).
     pub fn buffered_capacity(&self) -> usize {
-        self.rbuf.capacity() + self.wbuf.capacity()
+        self.rbuf.capacity()
+            + self.wbuf.capacity()
+            + self.single.as_ref().map_or(0, |s| s.body.len())
     }
 
     /// Drops the read buffer's allocation once everything in it was decoded.
@@ -106,6 +112,59 @@ impl<S> StreamLink<S> {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
             self.rbuf = BytesMut::new();
         }
+    }
+}
+
+/// A frame waiting to be written as it is: `head[at..len]` (the rest of its length prefix),
+/// then `body`.
+struct Single {
+    head: [u8; 4],
+    at: usize,
+    len: usize,
+    body: Bytes,
+}
+
+impl Single {
+    /// The frame for a raw or length-prefix `codec` (a custom codec encodes into the
+    /// buffer instead). Errors as the codec's `encode` would.
+    fn new(codec: &StreamCodec, body: Bytes) -> Result<Single, Error> {
+        let (head, len) = match codec {
+            StreamCodec::Prefix { len, max, .. } => {
+                if body.len() > *max {
+                    return Err(Error::MessageTooLarge {
+                        size: body.len(),
+                        max: *max,
+                    });
+                }
+                let be = (body.len() as u32).to_be_bytes();
+                let mut head = [0; 4];
+                head[..*len].copy_from_slice(&be[4 - *len..]);
+                (head, *len)
+            }
+            StreamCodec::Raw | StreamCodec::Custom(_) => ([0; 4], 0),
+        };
+        Ok(Single {
+            head,
+            at: 0,
+            len,
+            body,
+        })
+    }
+
+    fn head(&self) -> &[u8] {
+        &self.head[self.at..self.len]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.at == self.len && self.body.is_empty()
+    }
+
+    /// Marks `n` bytes written.
+    fn consume(&mut self, mut n: usize) {
+        let h = (self.len - self.at).min(n);
+        self.at += h;
+        n -= h;
+        self.body.advance(n.min(self.body.len()));
     }
 }
 
@@ -178,16 +237,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for StreamLink<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> StreamLink<S> {
-    /// Writes the whole write buffer out, then releases it.
+    /// Writes the pending frame or the whole write buffer out, then releases the buffer.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if let Some(single) = &mut self.single {
+            while !single.is_empty() {
+                let io = Pin::new(&mut self.io);
+                let n = if single.head().is_empty() {
+                    ready!(io.poll_write(cx, &single.body))?
+                } else if single.body.is_empty() || !io.is_write_vectored() {
+                    ready!(io.poll_write(cx, single.head()))?
+                } else {
+                    let bufs = [
+                        io::IoSlice::new(single.head()),
+                        io::IoSlice::new(&single.body),
+                    ];
+                    ready!(io.poll_write_vectored(cx, &bufs))?
+                };
+                if n == 0 {
+                    return Poll::Ready(Err(write_zero()));
+                }
+                single.consume(n);
+            }
+            self.single = None;
+        }
         while !self.wbuf.is_empty() {
             let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf))?;
             if n == 0 {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "failed to write frame to transport",
-                )
-                .into()));
+                return Poll::Ready(Err(write_zero()));
             }
             self.wbuf.advance(n);
         }
@@ -198,12 +274,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> StreamLink<S> {
     }
 }
 
+fn write_zero() -> Error {
+    io::Error::new(
+        io::ErrorKind::WriteZero,
+        "failed to write frame to transport",
+    )
+    .into()
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Frame> for StreamLink<S> {
     type Error = Error;
 
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
-        if this.wbuf.len() >= WRITE_BACKPRESSURE {
+        if this.wbuf.len() >= WRITE_BACKPRESSURE
+            || this
+                .single
+                .as_ref()
+                .is_some_and(|s| s.body.len() >= WRITE_BACKPRESSURE)
+        {
             ready!(this.poll_write_out(cx))?;
         }
         Poll::Ready(Ok(()))
@@ -211,10 +300,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Frame> for StreamLink<S> {
 
     fn start_send(self: Pin<&mut Self>, item: Frame) -> Result<(), Error> {
         let this = self.get_mut();
-        match item.into_data() {
-            Some(data) => this.codec.encode(data, &mut this.wbuf),
-            None => Ok(()),
+        let Some(data) = item.into_data() else {
+            return Ok(());
+        };
+        if this.single.is_none()
+            && this.wbuf.is_empty()
+            && !matches!(this.codec, StreamCodec::Custom(_))
+        {
+            this.single = Some(Single::new(&this.codec, data)?);
+            return Ok(());
         }
+        if let Some(single) = this.single.take() {
+            // A second frame before the flush: both go through the buffer.
+            this.wbuf
+                .reserve(single.head().len() + single.body.len() + data.len() + 4);
+            this.wbuf.extend_from_slice(single.head());
+            this.wbuf.extend_from_slice(&single.body);
+        }
+        this.codec.encode(data, &mut this.wbuf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -317,6 +420,48 @@ mod tests {
         );
         assert!(right.next().await.is_none());
         writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn single_and_batched_frames_survive_partial_writes() {
+        for framing in [Framing::Prefix1, Framing::Prefix2, Framing::Prefix4] {
+            // A 7-byte pipe: every frame is written in pieces.
+            let (a, b) = tokio::io::duplex(7);
+            let mut left = link(a, framing.clone());
+            let mut right = link(b, framing.clone());
+            let reader = tokio::spawn(async move {
+                let mut got = Vec::new();
+                for _ in 0..4 {
+                    got.push(right.next().await.unwrap().unwrap());
+                }
+                got
+            });
+            left.send(Frame::binary(&b"one frame"[..])).await.unwrap();
+            left.feed(Frame::binary(&b"two"[..])).await.unwrap();
+            left.feed(Frame::binary(&b""[..])).await.unwrap();
+            left.feed(Frame::binary(vec![9u8; 200])).await.unwrap();
+            left.flush().await.unwrap();
+            let got = reader.await.unwrap();
+            assert_eq!(got[0], Frame::binary(&b"one frame"[..]), "{framing:?}");
+            assert_eq!(got[1], Frame::binary(&b"two"[..]));
+            assert_eq!(got[2], Frame::binary(&b""[..]));
+            assert_eq!(got[3], Frame::binary(vec![9u8; 200]));
+        }
+    }
+
+    #[tokio::test]
+    async fn too_large_single_frame_is_refused_without_writing() {
+        let (a, _b) = tokio::io::duplex(64);
+        let mut left = link(a, Framing::Prefix1);
+        let err = Pin::new(&mut left).start_send(Frame::binary(vec![0u8; 300]));
+        assert!(matches!(
+            err,
+            Err(Error::MessageTooLarge {
+                size: 300,
+                max: 255
+            })
+        ));
+        assert_eq!(left.buffered_capacity(), 0);
     }
 
     #[tokio::test]
