@@ -1,10 +1,10 @@
-//! The transports under test, one module each, all listed in [`ALL`].
+//! The transports under test, one module each, all listed in [`all`].
 //!
 //! A transport says how the nkpacket echo server listens (a URI), how the hand-written
 //! baseline server is written (plain tokio, tokio-util, tokio-rustls), and how the load
 //! client connects ([`Transport::connect`], returning a [`Conn`]). Which measurements apply
 //! to it is [`Rows`]. Adding a transport (ws, wss) is adding a module here and one line to
-//! [`ALL`]; the suite, the server processes and the report pick it up by name.
+//! [`all`]; the suite, the server processes and the report pick it up by name.
 
 use std::future::Future;
 use std::io;
