@@ -114,12 +114,14 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         // The load client on CPU 0, every server on the others: each server's placement is
         // then the same, instead of a per-process draw between same-CPU and cross-CPU
         // wake-ups (2.5x apart on one connection).
-        process::pin_servers(&format!("1-{}", cpus - 1));
+        let servers = if cpus == 2 {
+            "1".to_string()
+        } else {
+            format!("1-{}", cpus - 1)
+        };
+        process::pin_servers(&servers);
         process::pin_self("0")?;
-        cfg.pinning = Some(format!(
-            "load client on CPU 0, servers on CPUs 1-{}",
-            cpus - 1
-        ));
+        cfg.pinning = Some(format!("load client on CPU 0, servers on CPU {servers}"));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
