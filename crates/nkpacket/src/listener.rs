@@ -272,6 +272,7 @@ pub(crate) fn spawn(table: &Arc<ListenerTable>, start: ListenerStart) -> Listene
     start.proto.proto.listen_init(&info);
     tracing::info!(listener = %info.endpoint(), id = info.id(), domain = info.domain(), "listener started");
     let span = tracing::info_span!("listener", endpoint = %info.endpoint(), domain = info.domain());
+    let inbound = Arc::new(inbound_options(info.options()));
     let task = ListenerTask {
         info,
         proto: start.proto,
@@ -280,6 +281,7 @@ pub(crate) fn spawn(table: &Arc<ListenerTable>, start: ListenerStart) -> Listene
         restarts: Vec::new(),
         callback_budget: start.callback_budget,
         per_ip: Arc::new(IpCounter::default()),
+        inbound,
         conns: start.conns,
         shutdown: start.shutdown,
         cancel,
@@ -298,6 +300,8 @@ struct ListenerTask {
     restarts: Vec<tokio::time::Instant>,
     callback_budget: std::time::Duration,
     per_ip: Arc<IpCounter>,
+    /// The options every inbound connection gets (made once, shared).
+    inbound: Arc<Options>,
     conns: Arc<ConnectionTable>,
     shutdown: CancellationToken,
     cancel: CancellationToken,
@@ -406,7 +410,7 @@ impl ListenerTask {
             listen: Some(self.info.local()),
             listener_id: Some(self.info.id().to_string()),
             direction: Direction::Inbound,
-            options: Arc::new(inbound_options(opts)),
+            options: self.inbound.clone(),
             listener_stop: Some(self.cancel.clone()),
             shutdown: self.shutdown.clone(),
             slot,

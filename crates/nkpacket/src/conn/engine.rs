@@ -82,7 +82,16 @@ struct Engine<P: Protocol> {
 /// Runs a protocol callback: a panic, or a callback that kept its thread longer than
 /// `budget` (protocol code must not block), stops the connection.
 fn call<T>(budget: Duration, name: &'static str, f: impl FnOnce() -> T) -> Result<T, StopReason> {
-    let started = std::time::Instant::now();
+    call_since(budget, Instant::now(), name, f)
+}
+
+/// [`call`] with the start time already read (the arrival of the unit being parsed).
+fn call_since<T>(
+    budget: Duration,
+    started: Instant,
+    name: &'static str,
+    f: impl FnOnce() -> T,
+) -> Result<T, StopReason> {
     let r = guarded(name, f).map_err(StopReason::Panic)?;
     let took = started.elapsed();
     if took > budget {
@@ -267,6 +276,14 @@ impl<P: Protocol> Engine<P> {
         tokio::pin!(sleep);
         let ka_sleep = tokio::time::sleep_until(self.keepalive.next_event());
         tokio::pin!(ka_sleep);
+        // Made once: each one registers a waiter on its token; rebuilding them every
+        // iteration costs a lock round trip per message.
+        let listener_stopped = cancelled(&listener_stop);
+        tokio::pin!(listener_stopped);
+        let shutting_down = shutdown.cancelled();
+        tokio::pin!(shutting_down);
+        let monitor_ended = cancelled(&monitor);
+        tokio::pin!(monitor_ended);
         let reason = loop {
             if self.rearm {
                 self.rearm = false;
@@ -281,9 +298,9 @@ impl<P: Protocol> Engine<P> {
             let bridge_done = self.bridge.as_ref().map(|(c, _)| c.done_token());
             tokio::select! {
                 biased;
-                _ = cancelled(&listener_stop) => break StopReason::ListenerStopped,
-                _ = shutdown.cancelled() => break StopReason::Shutdown,
-                _ = cancelled(&monitor) => break StopReason::Normal,
+                _ = &mut listener_stopped => break StopReason::ListenerStopped,
+                _ = &mut shutting_down => break StopReason::Shutdown,
+                _ = &mut monitor_ended => break StopReason::Normal,
                 _ = cancelled(&bridge_done) => {
                     self.bridge = None;
                     break StopReason::BridgeDown;
@@ -297,7 +314,8 @@ impl<P: Protocol> Engine<P> {
                 }
                 item = self.link.next() => match item {
                     Some(Ok(frame)) => {
-                        self.touch();
+                        let arrived = Instant::now();
+                        self.touch_at(arrived);
                         self.metrics.received(frame.len());
                         self.keepalive.heard();
                         if let Some(reply) = self.keepalive.consumes(&frame) {
@@ -308,7 +326,7 @@ impl<P: Protocol> Engine<P> {
                             }
                             continue;
                         }
-                        if let Some(r) = self.received(frame, &mut state).await {
+                        if let Some(r) = self.received(frame, arrived, &mut state).await {
                             break r;
                         }
                     }
@@ -408,8 +426,15 @@ impl<P: Protocol> Engine<P> {
 
     /// Restarts the idle timer (cheaply: the sleep is re-armed only when it fires early).
     fn touch(&mut self) {
+        if self.idle.is_some() {
+            self.touch_at(Instant::now());
+        }
+    }
+
+    /// [`Engine::touch`] with the time already read.
+    fn touch_at(&mut self, now: Instant) {
         if let Some(idle) = self.idle {
-            self.deadline = Instant::now() + idle;
+            self.deadline = now + idle;
         }
     }
 
@@ -653,35 +678,53 @@ impl<P: Protocol> Engine<P> {
         }
     }
 
-    async fn reply(&mut self, msgs: Vec<P::Message>, state: &mut P::State) -> Option<StopReason> {
-        for m in msgs {
-            let frame = match call(self.budget, "encode", || {
-                self.proto.encode(m, &self.info, state)
-            }) {
-                Ok(Ok(f)) => f,
-                Ok(Err(e)) => return Some(StopReason::ReplyError(format!("encode: {e}"))),
-                Err(r) => return Some(r),
-            };
-            if let Err(e) = self.feed(frame).await {
-                return Some(StopReason::ReplyError(e.to_string()));
-            }
+    /// Encodes and feeds one reply (flushed by the caller).
+    async fn feed_reply(&mut self, m: P::Message, state: &mut P::State) -> Option<StopReason> {
+        let frame = match call(self.budget, "encode", || {
+            self.proto.encode(m, &self.info, state)
+        }) {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => return Some(StopReason::ReplyError(format!("encode: {e}"))),
+            Err(r) => return Some(r),
+        };
+        if let Err(e) = self.feed(frame).await {
+            return Some(StopReason::ReplyError(e.to_string()));
         }
+        None
+    }
+
+    async fn flush_replies(&mut self) -> Option<StopReason> {
         if let Err(e) = self.flush().await {
             return Some(StopReason::ReplyError(e.to_string()));
         }
         None
     }
 
-    async fn received(&mut self, frame: Frame, state: &mut P::State) -> Option<StopReason> {
+    async fn received(
+        &mut self,
+        frame: Frame,
+        arrived: Instant,
+        state: &mut P::State,
+    ) -> Option<StopReason> {
         if self.bridge.is_some() {
             return self.forward(frame, state).await;
         }
-        match call(self.budget, "parse", || {
+        match call_since(self.budget, arrived, "parse", || {
             self.proto.parse(frame, &self.info, state)
         }) {
             Ok(Parse::Continue) => None,
-            Ok(Parse::Reply(m)) => self.reply(vec![m], state).await,
-            Ok(Parse::ReplyMany(v)) => self.reply(v, state).await,
+            Ok(Parse::Reply(m)) => match self.feed_reply(m, state).await {
+                Some(r) => Some(r),
+                None => self.flush_replies().await,
+            },
+            Ok(Parse::ReplyMany(v)) => {
+                for m in v {
+                    if let Some(r) = self.feed_reply(m, state).await {
+                        return Some(r);
+                    }
+                }
+                self.flush_replies().await
+            }
             Ok(Parse::Bridge(peer, first)) => {
                 self.start_bridge(peer);
                 match first {
