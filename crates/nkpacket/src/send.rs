@@ -77,8 +77,11 @@ impl Nkpacket {
     ///
     /// `msg` is the protocol's `Message` type, or raw data (a [`crate::Frame`], `Bytes`,
     /// `Vec<u8>`, `String`). A UDP message larger than `udp_max_size` goes over TCP to the
-    /// same address when `udp_to_tcp` is set. When every destination failed, the error of the
-    /// first (preferred) one is returned; an empty list gives [`Error::NoTransports`].
+    /// same address when `udp_to_tcp` is set. Where one name resolved to both IPv6 and IPv4
+    /// addresses and no connection to any of them is live, the new connections are raced as
+    /// in [`Nkpacket::connect`] (Happy Eyeballs, RFC 8305). When every destination failed,
+    /// the error of the first (preferred) one is returned; an empty list gives
+    /// [`Error::NoTransports`].
     pub async fn send<M>(
         &self,
         spec: impl Into<Spec>,
@@ -115,9 +118,24 @@ impl Nkpacket {
         let targets = resolve::resolve_spec(&*self.inner, spec, &opts, ResolveType::Send).await?;
         // Each entry: a target, and for connects whether a connection made meanwhile by a
         // concurrent send may be reused (not for explicit `Connect` / `force_new`).
-        let mut queue: VecDeque<(Target, bool)> = targets.into_iter().map(|t| (t, false)).collect();
+        let mut queue: VecDeque<(Step, bool)> = send_steps(targets)
+            .into_iter()
+            .map(|t| (t, false))
+            .collect();
         let mut first_err: Option<Error> = None;
-        while let Some((t, recheck)) = queue.pop_front() {
+        while let Some((step, recheck)) = queue.pop_front() {
+            let t = match step {
+                Step::Target(t) => t,
+                Step::Race(group) => {
+                    match self.send_raced(group, msg).await {
+                        Ok(c) => return Ok(c),
+                        Err(e) => {
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                    continue;
+                }
+            };
             match t {
                 Target::Conn(c) => match msg.send_on(&c).await {
                     Ok(()) => return Ok(c),
@@ -126,7 +144,7 @@ impl Nkpacket {
                     }
                 },
                 Target::Dest(d) | Target::Current(d) if d.options.force_new == Some(true) => {
-                    queue.push_front((Target::Connect(d), false));
+                    queue.push_front((Step::Target(Target::Connect(d)), false));
                 }
                 t @ (Target::Dest(_) | Target::Current(_)) => {
                     let (mut d, current_only) = match t {
@@ -154,13 +172,13 @@ impl Nkpacket {
                     }
                     if too_large {
                         if let Some(tcp) = udp_to_tcp(&d) {
-                            queue.push_front((Target::Dest(tcp), false));
+                            queue.push_front((Step::Target(Target::Dest(tcp)), false));
                         }
                         continue;
                     }
                     // `Current` never opens a stream connection; a UDP per-peer one is cheap.
                     if !current_only || d.transport == TransportKind::Udp {
-                        queue.push_front((Target::Connect(d), true));
+                        queue.push_front((Step::Target(Target::Connect(d)), true));
                     }
                 }
                 Target::Connect(mut d) => {
@@ -174,7 +192,7 @@ impl Nkpacket {
                             Err(e @ Error::UdpTooLarge { .. }) => {
                                 first_err.get_or_insert(e);
                                 if let Some(tcp) = udp_to_tcp(&d) {
-                                    queue.push_front((Target::Dest(tcp), false));
+                                    queue.push_front((Step::Target(Target::Dest(tcp)), false));
                                 }
                             }
                             Err(e) => {
@@ -237,7 +255,7 @@ impl Nkpacket {
             } else if ready.is_empty() {
                 continue;
             } else {
-                self.race(ready).await
+                self.race(ready, false).await
             };
             match r {
                 Ok(c) => return Ok(c),
@@ -254,7 +272,12 @@ impl Nkpacket {
     /// once when the previous one failed), the first success wins and the others are dropped
     /// (a connection they still finish stops by itself). Returns the first attempt's error
     /// when all fail.
-    async fn race(&self, dests: Vec<Destination>) -> Result<Connection, Error> {
+    /// `recheck_reuse` as for [`Nkpacket::connect_dest`].
+    async fn race(
+        &self,
+        dests: Vec<Destination>,
+        recheck_reuse: bool,
+    ) -> Result<Connection, Error> {
         use futures_util::stream::{FuturesUnordered, StreamExt};
         let mut pending = FuturesUnordered::new();
         let mut errors: Vec<(usize, Error)> = Vec::new();
@@ -263,7 +286,7 @@ impl Nkpacket {
             if next < dests.len() {
                 let i = next;
                 let d = &dests[i];
-                pending.push(async move { (i, self.connect_dest(d, false).await) });
+                pending.push(async move { (i, self.connect_dest(d, recheck_reuse).await) });
                 next += 1;
             }
             let delay = tokio::time::sleep(ATTEMPT_DELAY);
@@ -285,6 +308,50 @@ impl Nkpacket {
                 }
             }
         }
+    }
+
+    /// `send` over one Happy Eyeballs group (destinations of one name, both address
+    /// families): a live connection to any of them is reused first (§5.4); otherwise they
+    /// are raced as [`Nkpacket::connect`] does, and the message goes over the first
+    /// connection up.
+    async fn send_raced(
+        &self,
+        group: Vec<Destination>,
+        msg: &dyn Resendable,
+    ) -> Result<Connection, Error> {
+        let mut first_err = None;
+        let mut ready = Vec::with_capacity(group.len());
+        for mut d in group {
+            match self.fill_port(&mut d) {
+                Ok(()) => ready.push(d),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        for d in &ready {
+            for c in self.reusable(d) {
+                match msg.send_on(&c).await {
+                    Ok(()) => return Ok(c),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        let connected = match ready.len() {
+            0 => Err(first_err.take().unwrap_or(Error::NoTransports)),
+            1 => self.connect_dest(&ready[0], true).await,
+            _ => self.race(ready, true).await,
+        };
+        let e = match connected {
+            Ok(c) => match msg.send_on(&c).await {
+                Ok(()) => return Ok(c),
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        Err(first_err.unwrap_or(e))
     }
 
     fn fill_port(&self, d: &mut Destination) -> Result<(), Error> {
@@ -441,6 +508,45 @@ impl Nkpacket {
     }
 }
 
+/// One step of `send`'s walk over the destination list.
+// Short-lived (one list per `send`, built from the targets it replaces): boxing the large
+// variant would add an allocation per destination for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    /// A target tried on its own.
+    Target(Target),
+    /// Destinations of one name in both address families, raced (RFC 8305).
+    Race(Vec<Destination>),
+}
+
+/// The steps of `send` for a resolved target list: runs of plain destinations go through
+/// [`happy_eyeballs_groups`] (a group of one stays a plain destination); every other target
+/// (a given connection, `Current`, an explicit `Connect`, `force_new`) is a step of its own.
+fn send_steps(targets: Vec<Target>) -> Vec<Step> {
+    fn flush(run: &mut Vec<Destination>, steps: &mut Vec<Step>) {
+        for g in happy_eyeballs_groups(std::mem::take(run)) {
+            if g.len() > 1 {
+                steps.push(Step::Race(g));
+            } else {
+                steps.extend(g.into_iter().map(|d| Step::Target(Target::Dest(d))));
+            }
+        }
+    }
+    let mut steps = Vec::with_capacity(targets.len());
+    let mut run = Vec::new();
+    for t in targets {
+        match t {
+            Target::Dest(d) if d.options.force_new != Some(true) => run.push(d),
+            other => {
+                flush(&mut run, &mut steps);
+                steps.push(Step::Target(other));
+            }
+        }
+    }
+    flush(&mut run, &mut steps);
+    steps
+}
+
 /// Delay between two Happy Eyeballs connection attempts (RFC 8305 recommends 250 ms).
 const ATTEMPT_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -505,6 +611,48 @@ mod tests {
     fn d(id: &str, addr: &str) -> Destination {
         Destination::new("x", TransportKind::Tcp, addr.parse().unwrap())
             .with_options(Options::default().with_id(id))
+    }
+
+    #[test]
+    fn send_races_only_runs_of_plain_destinations() {
+        let mut forced = d("a", "[::4]:5");
+        forced.options.force_new = Some(true);
+        let steps = send_steps(vec![
+            Target::Dest(d("a", "[::1]:5")),
+            Target::Dest(d("a", "10.0.0.1:5")),
+            Target::Dest(forced),
+            Target::Dest(d("a", "10.0.0.2:5")),
+            Target::Dest(d("b", "[::9]:5")),
+            Target::Current(d("c", "[::7]:5")),
+            Target::Dest(d("d", "10.0.0.7:5")),
+        ]);
+        let shape: Vec<String> = steps
+            .iter()
+            .map(|s| match s {
+                Step::Race(g) => format!(
+                    "race {}",
+                    g.iter()
+                        .map(|d| d.addr.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                Step::Target(Target::Dest(d)) => format!("dest {}", d.addr),
+                Step::Target(Target::Current(d)) => format!("current {}", d.addr),
+                Step::Target(_) => "other".to_string(),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                "race [::1]:5 10.0.0.1:5",
+                // force_new never joins a race and splits the run
+                "dest [::4]:5",
+                "dest 10.0.0.2:5",
+                "dest [::9]:5",
+                "current [::7]:5",
+                "dest 10.0.0.7:5",
+            ]
+        );
     }
 
     #[test]

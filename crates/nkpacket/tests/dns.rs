@@ -196,10 +196,10 @@ async fn dead_srv_target_falls_through() {
     nk.shutdown().await;
 }
 
-/// Happy Eyeballs (RFC 8305): a name with an IPv6 address that never answers and an IPv4
-/// one that does connects over IPv4 without waiting for the IPv6 attempt to time out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn happy_eyeballs_races_the_families() {
+/// A node with an echo listener on 127.0.0.1 and, on `[::1]` at the same port, a listener
+/// whose backlog is full (new SYNs are never answered); `dual.test` resolves to both, IPv6
+/// first. Returns the node, the port, and the sockets keeping the hole open.
+async fn dual_stack_with_silent_ipv6() -> (Nkpacket, u16, Vec<socket2::Socket>) {
     use socket2::{Domain, Socket, Type};
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut dns = DnsConfig::with_nameservers(vec![silent.local_addr().unwrap()]);
@@ -214,33 +214,30 @@ async fn happy_eyeballs_races_the_families() {
         .await
         .unwrap();
     let port = l.info().port();
-    // [::1]:port: a listener whose backlog is full, so new SYNs are never answered
+    let v6: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
     let hole = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
     hole.set_only_v6(true).unwrap();
-    hole.bind(
-        &format!("[::1]:{port}")
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
+    hole.bind(&v6.into()).unwrap();
     hole.listen(0).unwrap();
-    let mut fillers = Vec::new();
+    let mut keep = vec![hole];
     for _ in 0..8 {
         let s = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
         s.set_nonblocking(true).unwrap();
-        let _ = s.connect(
-            &format!("[::1]:{port}")
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        );
-        fillers.push(s);
+        let _ = s.connect(&v6.into());
+        keep.push(s);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     nk.dns()
         .unwrap()
         .insert_ips("dual.test", vec![ip("::1"), ip("127.0.0.1")], TTL);
+    (nk, port, keep)
+}
+
+/// Happy Eyeballs (RFC 8305): a name with an IPv6 address that never answers and an IPv4
+/// one that does connects over IPv4 without waiting for the IPv6 attempt to time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn happy_eyeballs_races_the_families() {
+    let (nk, port, hole) = dual_stack_with_silent_ipv6().await;
     let mut o = Options::default();
     o.connect_timeout = Some(Duration::from_secs(20));
     let c = tokio::time::timeout(
@@ -254,6 +251,37 @@ async fn happy_eyeballs_races_the_families() {
         c.info().remote(),
         format!("127.0.0.1:{port}").parse().unwrap()
     );
-    drop(fillers);
+    drop(hole);
+    nk.shutdown().await;
+}
+
+/// `send` races the families too when it has to open a connection, and reuses the winner
+/// for the next message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_races_the_families_and_reuses_the_winner() {
+    let (nk, port, hole) = dual_stack_with_silent_ipv6().await;
+    let mut o = Options::default();
+    o.connect_timeout = Some(Duration::from_secs(20));
+    let uri = format!("echo://dual.test:{port};transport=tcp");
+    let c = tokio::time::timeout(
+        Duration::from_secs(10),
+        nk.send(uri.as_str(), Bytes::from_static(b"first"), o.clone()),
+    )
+    .await
+    .expect("Happy Eyeballs does not wait for the silent IPv6 attempt")
+    .unwrap();
+    assert_eq!(
+        c.info().remote(),
+        format!("127.0.0.1:{port}").parse().unwrap()
+    );
+    let again = tokio::time::timeout(
+        Duration::from_secs(10),
+        nk.send(uri.as_str(), Bytes::from_static(b"second"), o),
+    )
+    .await
+    .expect("the live IPv4 connection is reused, without a new race")
+    .unwrap();
+    assert_eq!(again, c);
+    drop(hole);
     nk.shutdown().await;
 }
