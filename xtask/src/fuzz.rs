@@ -27,6 +27,7 @@ pub const TARGETS: &[&str] = &[
     "ws_client_handshake",
     "ws_server_frames",
     "http_head",
+    "proxy_header",
 ];
 
 /// Seconds per target of `cargo xtask fuzz` without `--seconds`.
