@@ -7,8 +7,9 @@
 //! tests and the power-off take a few seconds.
 //!
 //! ```text
-//! cargo xtask sctp-vm                    build `cargo test -p nkp-sctp` binaries, run them
-//!                                        all in one VM (or natively when the host has SCTP)
+//! cargo xtask sctp-vm                    build the SCTP test binaries (nkp-sctp's, the
+//!                                        facade's and the `nkp` command's), run them all in
+//!                                        one VM (or natively when the host has SCTP)
 //! cargo xtask sctp-vm -- BINARY [ARGS]   run one program in the VM (a cargo runner:
 //!   CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="cargo xtask sctp-vm --" cargo test -p nkp-sctp)
 //! ```
@@ -23,7 +24,8 @@
 //! instead of skipping) and the caller's `RUST_*`, `CARGO_*` and `NKP_*` variables. Their
 //! stdout and stderr are streamed back; the exit code is the program's (the first failing
 //! one's), or an error when the VM times out or reports no exit code, with the tail of the
-//! kernel console.
+//! kernel console. Binaries the tests start (the `nkp` command) are copied in too, and
+//! `NKP_EXE_<NAME>` tells the tests where.
 //!
 //! Environment: `NKP_SCTP_VM_FORCE=1` uses the VM even when the host has SCTP;
 //! `NKP_SCTP_VM_TIMEOUT` (seconds, default 120) limits one boot; `NKP_SCTP_VM_KEEP=1`
@@ -145,7 +147,7 @@ pub fn step(
 
 /// Builds the test binaries of [`TEST_PACKAGE`] and runs them all (in one VM, or natively).
 pub fn run_tests(env: &Env, install: bool) -> Result<String, String> {
-    let binaries = build_tests(env)?;
+    let (binaries, tools) = build_tests(env)?;
     if binaries.is_empty() {
         return Err(format!("cargo built no test binaries for {TEST_PACKAGE}"));
     }
@@ -169,7 +171,8 @@ pub fn run_tests(env: &Env, install: bool) -> Result<String, String> {
         }
         (code, results, "natively")
     } else {
-        let vm = Vm::prepare(env, install)?;
+        let mut vm = Vm::prepare(env, install)?;
+        vm.tools = tools;
         let (code, results) = vm.run(&run)?;
         (code, results, "in the VM")
     };
@@ -229,13 +232,18 @@ fn host_has_sctp() -> bool {
     registered || module
 }
 
-/// The tests that need kernel SCTP: all of [`TEST_PACKAGE`]'s, and the facade's SCTP test.
-const TEST_SELECTIONS: &[&[&str]] = &[&["-p", TEST_PACKAGE], &["-p", "nkpacket", "--test", "sctp"]];
+/// The tests that need kernel SCTP: all of [`TEST_PACKAGE`]'s, the facade's SCTP test, and
+/// the `nkp` command's (which runs the `nkp` binary: see [`Vm::tools`]).
+const TEST_SELECTIONS: &[&[&str]] = &[
+    &["-p", TEST_PACKAGE],
+    &["-p", "nkpacket", "--test", "sctp"],
+    &["-p", "nkp-cli", "--test", "sctp"],
+];
 
 /// `cargo test ... --no-run` for each of [`TEST_SELECTIONS`], and the test executables it
 /// reports.
-fn build_tests(env: &Env) -> Result<Vec<PathBuf>, String> {
-    let mut all = Vec::new();
+fn build_tests(env: &Env) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
+    let (mut all, mut tools) = (Vec::new(), Vec::new());
     for selection in TEST_SELECTIONS {
         let mut c = env.cargo();
         c.arg("test")
@@ -249,22 +257,49 @@ fn build_tests(env: &Env) -> Result<Vec<PathBuf>, String> {
         if !out.status.success() {
             return Err(format!("building the tests {} failed", selection.join(" ")));
         }
-        all.extend(executables(&String::from_utf8_lossy(&out.stdout)));
+        let (t, b) = executables(&String::from_utf8_lossy(&out.stdout));
+        all.extend(t);
+        tools.extend(
+            b.into_iter()
+                .filter(|b| !tools.contains(b))
+                .collect::<Vec<_>>(),
+        );
     }
-    Ok(all)
+    Ok((all, tools))
 }
 
-/// The `"executable"` paths of cargo's JSON messages.
-fn executables(json_lines: &str) -> Vec<PathBuf> {
-    json_lines
+/// The `"executable"` paths of cargo's JSON messages: (test programs, other programs).
+/// The other programs are the package binaries cargo builds for integration tests
+/// (`CARGO_BIN_EXE_<name>`), such as `nkp`.
+fn executables(json_lines: &str) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let (mut tests, mut bins) = (Vec::new(), Vec::new());
+    for l in json_lines
         .lines()
         .filter(|l| l.contains("\"reason\":\"compiler-artifact\""))
-        .filter_map(|l| {
-            let start = l.find("\"executable\":\"")? + "\"executable\":\"".len();
-            let end = l[start..].find('"')? + start;
-            Some(PathBuf::from(&l[start..end]))
-        })
-        .collect()
+    {
+        let Some(start) = l
+            .find("\"executable\":\"")
+            .map(|i| i + "\"executable\":\"".len())
+        else {
+            continue;
+        };
+        let Some(end) = l[start..].find('"').map(|e| e + start) else {
+            continue;
+        };
+        let path = PathBuf::from(&l[start..end]);
+        // the profile object has no nested objects: its `"test"` is the first after it
+        let is_test = l.find("\"profile\":{").is_none_or(|p| {
+            l[p..]
+                .find('}')
+                .is_some_and(|e| l[p..p + e].contains("\"test\":true"))
+        });
+        if is_test {
+            tests.push(path)
+        } else {
+            bins.push(path)
+        }
+    }
+    (tests, bins)
 }
 
 fn tools_present(env: &Env) -> bool {
@@ -333,6 +368,10 @@ struct Vm {
     modules: Vec<PathBuf>,
     cache: PathBuf,
     timeout: Duration,
+    /// Programs the tests start (not run themselves), copied to `/sctpvm/bin/<name>`; the
+    /// guest's `NKP_EXE_<NAME>` (upper case, `-` → `_`) says where, in place of the host
+    /// path cargo compiled into the tests as `CARGO_BIN_EXE_<name>`.
+    tools: Vec<PathBuf>,
 }
 
 impl Vm {
@@ -368,6 +407,7 @@ impl Vm {
             modules,
             cache,
             timeout,
+            tools: Vec::new(),
         })
     }
 
@@ -428,6 +468,21 @@ impl Vm {
         let mut script = String::from("#!/bin/sh\n");
         for (k, v) in guest_env() {
             script.push_str(&format!("export {k}={}\n", quote(&v)));
+        }
+        for tool in &self.tools {
+            let data = std::fs::read(tool).map_err(|e| format!("{}: {e}", tool.display()))?;
+            let name = tool
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| format!("{}: no file name", tool.display()))?;
+            let guest = format!("/sctpvm/bin/{name}");
+            a.file(&guest, 0o755, &data);
+            libs.extend(shared_libraries(tool));
+            script.push_str(&format!(
+                "export NKP_EXE_{}={}\n",
+                name.to_ascii_uppercase().replace('-', "_"),
+                quote(&guest)
+            ));
         }
         script.push_str("mkdir -p /work && cd /work\nrc=0\n");
         for (i, (program, args)) in programs.iter().enumerate() {
@@ -718,12 +773,16 @@ mod tests {
 
     #[test]
     fn finds_test_executables_in_cargo_json() {
-        let json = r#"{"reason":"compiler-artifact","package_id":"path+file:///r/crates/nkp-sctp#0.1.0","executable":"/t/debug/deps/sctp-abc","fresh":true}
+        let json = r#"{"reason":"compiler-artifact","package_id":"path+file:///r/crates/nkp-sctp#0.1.0","profile":{"opt_level":"0","test":true},"executable":"/t/debug/deps/sctp-abc","fresh":true}
 {"reason":"compiler-artifact","package_id":"registry+x#libc@0.2","executable":null}
+{"reason":"compiler-artifact","package_id":"path+file:///r/crates/nkp-cli#0.1.0","target":{"kind":["bin"],"name":"nkp","test":true},"profile":{"opt_level":"0","debug_assertions":true,"test":false},"executable":"/t/debug/nkp","fresh":true}
 {"reason":"build-finished","success":true}"#;
         assert_eq!(
             executables(json),
-            vec![PathBuf::from("/t/debug/deps/sctp-abc")]
+            (
+                vec![PathBuf::from("/t/debug/deps/sctp-abc")],
+                vec![PathBuf::from("/t/debug/nkp")]
+            )
         );
     }
 
