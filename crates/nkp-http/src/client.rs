@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use nkp_core::{Error, Frame, Link, LinkInfo, Options, TransportKind};
 
+use crate::request::HttpRequest;
 use crate::response::HttpResponse;
 
 /// Requests written but not yet handed to the connection, before writers wait.
@@ -62,8 +63,11 @@ pub fn host_header(opts: &Options, remote: SocketAddr, secure: bool) -> String {
 /// frame as body (`content-type: application/octet-stream`, or `text/plain` for text
 /// frames), `Host` from [`host_header`], and the `headers` option (an
 /// [`HttpResponse::into_frame`] frame sends its body). Each response body (Content-Length or chunked, at most
-/// `max_message_size`) comes back, in order, as one [`Frame::Binary`]. Requests are sent one
-/// at a time on one keep-alive connection; the stream ends when the server closes it.
+/// `max_message_size`) comes back, in order, as one [`Frame::Binary`]. To choose the method,
+/// path and headers and to read the status and headers of the response, write an
+/// [`HttpRequest`] frame: its response comes back as an [`HttpResponse`] frame. Requests are
+/// sent one at a time on one keep-alive connection; the stream ends when the server closes
+/// it.
 ///
 /// [`LinkInfo::meta`]: `host` (option), `path` (default `/`).
 pub struct HttpClientLink {
@@ -73,7 +77,9 @@ pub struct HttpClientLink {
     path: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     max_body: usize,
-    queue: VecDeque<Request<Full<Bytes>>>,
+    /// Requests not yet handed to the connection, each with whether its whole response
+    /// (an [`HttpResponse`] frame) or its body only is wanted.
+    queue: VecDeque<(Request<Full<Bytes>>, bool)>,
     inflight: Option<ResponseFuture>,
     ready: VecDeque<Result<Frame, Error>>,
     conn: Option<tokio::task::JoinHandle<Result<(), hyper::Error>>>,
@@ -149,7 +155,17 @@ impl HttpClientLink {
         })
     }
 
-    fn request(&self, frame: Frame) -> Result<Request<Full<Bytes>>, Error> {
+    /// The request for a written frame, and whether the whole response is wanted.
+    fn request(&self, frame: Frame) -> Result<(Request<Full<Bytes>>, bool), Error> {
+        match HttpRequest::from_frame(&frame) {
+            Some(Ok(r)) => return self.full_request(r).map(|r| (r, true)),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+        let frame = match HttpResponse::from_frame(&frame) {
+            Some(Ok(r)) => Frame::Binary(r.body),
+            _ => frame,
+        };
         let (ctype, body) = match frame {
             Frame::Text(s) => ("text/plain; charset=utf-8", Bytes::from(s)),
             Frame::Binary(b) => ("application/octet-stream", b),
@@ -167,6 +183,38 @@ impl HttpClientLink {
         h.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
         for (n, v) in &self.headers {
             h.append(n.clone(), v.clone());
+        }
+        Ok((req, false))
+    }
+
+    /// The request an [`HttpRequest`] frame asks for: its method and path (empty: the link's
+    /// path), the link's `headers` option then its own, `Host` unless it has one.
+    fn full_request(&self, r: HttpRequest) -> Result<Request<Full<Bytes>>, Error> {
+        let method = Method::from_bytes(r.method.as_bytes())
+            .map_err(|_| Error::Encode(format!("invalid HTTP method {:?}", r.method)))?;
+        let path = if r.path.is_empty() {
+            self.path.as_str()
+        } else {
+            r.path.as_str()
+        };
+        let mut req = Request::new(Full::new(r.body));
+        *req.method_mut() = method;
+        *req.uri_mut() = path
+            .parse()
+            .map_err(|_| Error::Encode(format!("invalid HTTP request path {path:?}")))?;
+        let h = req.headers_mut();
+        for (n, v) in &self.headers {
+            h.append(n.clone(), v.clone());
+        }
+        for (n, v) in r.headers {
+            let name = HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| Error::Encode(format!("invalid HTTP header name {n:?}")))?;
+            let value = HeaderValue::from_str(&v)
+                .map_err(|_| Error::Encode(format!("invalid value of HTTP header {n}: {v:?}")))?;
+            h.append(name, value);
+        }
+        if !h.contains_key(HOST) {
+            h.insert(HOST, self.host.clone());
         }
         Ok(req)
     }
@@ -203,7 +251,7 @@ impl HttpClientLink {
                     return;
                 }
                 Poll::Ready(Ok(())) => {
-                    let Some(req) = self.queue.pop_front() else {
+                    let Some((req, whole)) = self.queue.pop_front() else {
                         return;
                     };
                     let resp = sender.send_request(req);
@@ -212,8 +260,9 @@ impl HttpClientLink {
                         let resp = resp
                             .await
                             .map_err(|e| Error::Closed(Some(format!("http request: {e}"))))?;
-                        let status = resp.status();
-                        let body = Limited::new(resp.into_body(), max)
+                        let (head, body) = resp.into_parts();
+                        let status = head.status;
+                        let body = Limited::new(body, max)
                             .collect()
                             .await
                             .map_err(|e| {
@@ -225,7 +274,19 @@ impl HttpClientLink {
                             })?
                             .to_bytes();
                         tracing::trace!(%status, len = body.len(), "http response");
-                        Ok(Frame::Binary(body))
+                        if !whole {
+                            return Ok(Frame::Binary(body));
+                        }
+                        let mut r = HttpResponse::new(status.as_u16()).body(body);
+                        for (n, v) in &head.headers {
+                            // a value that is not text is kept byte for byte as Latin-1
+                            let v = match v.to_str() {
+                                Ok(v) => v.to_string(),
+                                Err(_) => v.as_bytes().iter().map(|&b| b as char).collect(),
+                            };
+                            r.headers.push((n.as_str().to_string(), v));
+                        }
+                        Ok(r.into_frame())
                     }));
                 }
             }
@@ -293,10 +354,6 @@ impl Sink<Frame> for HttpClientLink {
         if self.sender.is_none() {
             return Err(Error::Closed(Some("http connection closed".into())));
         }
-        let frame = match HttpResponse::from_frame(&frame) {
-            Some(Ok(r)) => Frame::Binary(r.body),
-            _ => frame,
-        };
         let req = self.request(frame)?;
         self.queue.push_back(req);
         Ok(())

@@ -55,14 +55,17 @@ mod client;
 mod exchange;
 pub mod files;
 mod path;
+mod request;
 mod response;
 mod server;
 mod settings;
 mod transport;
+mod wire;
 
 pub use client::{HttpClientLink, host_header};
 pub use exchange::{HttpExchangeLink, LISTENER_QUEUE, RoutedListener};
 pub use path::{host_without_port, normalize_path, path_segments, sub_path};
+pub use request::HttpRequest;
 pub use response::HttpResponse;
 pub use server::{
     Attachment, BoxError, ConnSlot, FilterInfo, FilterSpec, HttpServers, RouteContext,

@@ -1,7 +1,9 @@
 //! [`HttpResponse`]: a response with status and headers, carried in one [`Frame`].
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use nkp_core::{Error, Frame};
+
+use crate::wire::{Reader, put_headers};
 
 /// Marks a binary frame that carries an encoded [`HttpResponse`] (a NUL byte first, which no
 /// ordinary body of a text protocol starts with).
@@ -64,11 +66,7 @@ impl HttpResponse {
         let mut b = BytesMut::with_capacity(MAGIC.len() + 8 + self.body.len());
         b.put_slice(MAGIC);
         b.put_u16(self.status);
-        b.put_u16(u16::try_from(self.headers.len()).unwrap_or(u16::MAX));
-        for (n, v) in self.headers.iter().take(u16::MAX as usize) {
-            put_str(&mut b, n);
-            put_str(&mut b, v);
-        }
+        put_headers(&mut b, &self.headers);
         b.put_slice(&self.body);
         Frame::Binary(b.freeze())
     }
@@ -86,41 +84,14 @@ impl HttpResponse {
     }
 }
 
-fn put_str(b: &mut BytesMut, s: &str) {
-    let bytes = s.as_bytes();
-    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-    b.put_u32(len);
-    b.put_slice(&bytes[..len as usize]);
-}
-
-fn decode(mut data: Bytes) -> Result<HttpResponse, Error> {
-    let bad = || Error::Encode("damaged HttpResponse frame".into());
-    if data.remaining() < 4 {
-        return Err(bad());
-    }
-    let status = data.get_u16();
-    let count = data.get_u16();
-    let mut headers = Vec::with_capacity(count as usize);
-    let get = |data: &mut Bytes| -> Result<String, Error> {
-        if data.remaining() < 4 {
-            return Err(bad());
-        }
-        let len = data.get_u32() as usize;
-        if data.remaining() < len {
-            return Err(bad());
-        }
-        let s = data.split_to(len);
-        String::from_utf8(s.to_vec()).map_err(|_| bad())
-    };
-    for _ in 0..count {
-        let n = get(&mut data)?;
-        let v = get(&mut data)?;
-        headers.push((n, v));
-    }
+fn decode(data: Bytes) -> Result<HttpResponse, Error> {
+    let mut r = Reader::new(data, "HttpResponse");
+    let status = r.u16()?;
+    let headers = r.headers()?;
     Ok(HttpResponse {
         status,
         headers,
-        body: data,
+        body: r.rest(),
     })
 }
 

@@ -766,3 +766,152 @@ async fn curl_against_http_and_https() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `HttpRequest` frames on a client link: method, path, headers and body as given, `Host`
+/// added unless given, the link's `headers` option first; the response comes back whole
+/// (status, lower-case headers, body), HEAD without hanging on its content-length, errors
+/// as statuses; plain frames still POST and read the body only.
+#[tokio::test]
+async fn client_sends_http_requests_and_reads_whole_responses() {
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    use nkp_http::HttpRequest;
+    let servers = HttpServers::new();
+    let router = axum::Router::new().fallback(
+        |method: Method, uri: Uri, headers: HeaderMap, body: bytes::Bytes| async move {
+            let h = |n: &str| {
+                headers
+                    .get_all(n)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            let status = match uri.path() {
+                "/missing" => StatusCode::NOT_FOUND,
+                _ => StatusCode::CREATED,
+            };
+            let text = format!(
+                "{method} {uri} host={} x-a={} body={}",
+                h("host"),
+                h("x-a"),
+                String::from_utf8_lossy(&body)
+            );
+            (
+                status,
+                [
+                    ("X-Method", method.to_string()),
+                    ("content-type", "text/plain".into()),
+                ],
+                text,
+            )
+        },
+    );
+    let _svc = servers
+        .attach_service(
+            "127.0.0.1:0".parse().unwrap(),
+            &Options::default(),
+            false,
+            FilterSpec::path(RouteKind::Http, "/"),
+            router,
+        )
+        .unwrap();
+    let a = servers.servers()[0].local;
+    let t = HttpTransport::new(servers.clone());
+    let mut c = connect(
+        &t,
+        TransportKind::Http,
+        a,
+        opts(&[
+            ("path", "/base"),
+            ("host", "example.test"),
+            ("headers", "x-a: from-option"),
+        ]),
+    )
+    .await;
+    async fn roundtrip(c: &mut BoxLink, req: Frame) -> Frame {
+        c.send(req).await.unwrap();
+        tokio::time::timeout(WAIT, c.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+    let whole = |f: Frame| {
+        HttpResponse::from_frame(&f)
+            .expect("a whole response")
+            .unwrap()
+    };
+    let port = a.port();
+
+    let r = whole(
+        roundtrip(
+            &mut c,
+            HttpRequest::get("/q?x=1")
+                .header("x-a", "mine")
+                .into_frame(),
+        )
+        .await,
+    );
+    assert_eq!(r.status, 201);
+    assert!(
+        r.headers
+            .contains(&("x-method".to_string(), "GET".to_string())),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        format!("GET /q?x=1 host=example.test:{port} x-a=from-option,mine body=")
+    );
+
+    // empty path: the link's; a Host given wins; any method; a body
+    let r = whole(
+        roundtrip(
+            &mut c,
+            HttpRequest::new("PUT", "")
+                .header("host", "other.test")
+                .body(&b"payload"[..])
+                .into_frame(),
+        )
+        .await,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "PUT /base host=other.test x-a=from-option body=payload"
+    );
+
+    // an error status is a response like any other
+    let r = whole(roundtrip(&mut c, HttpRequest::get("/missing").into_frame()).await);
+    assert_eq!(r.status, 404);
+
+    // HEAD: the content-length is not waited for (the original hung here)
+    let r = whole(roundtrip(&mut c, HttpRequest::new("HEAD", "/h").into_frame()).await);
+    assert_eq!(r.status, 201);
+    assert!(r.body.is_empty());
+    assert!(
+        r.headers.iter().any(|(n, _)| n == "content-length"),
+        "{:?}",
+        r.headers
+    );
+
+    // a plain frame still POSTs to the link's path and reads the body only
+    let f = roundtrip(&mut c, Frame::text("plain")).await;
+    assert_eq!(
+        f,
+        Frame::binary(
+            format!("POST /base host=example.test:{port} x-a=from-option body=plain").into_bytes()
+        )
+    );
+
+    // a request that cannot be sent fails that send only, with a typed error
+    let e = c
+        .send(HttpRequest::new("BAD METHOD", "/").into_frame())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Encode(ref m) if m.contains("method")),
+        "{e:?}"
+    );
+    let r = whole(roundtrip(&mut c, HttpRequest::get("/after").into_frame()).await);
+    assert_eq!(r.status, 201);
+}

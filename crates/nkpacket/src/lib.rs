@@ -75,11 +75,12 @@ pub mod tls {
     pub use nkp_tls::{DEFAULT_HOSTS, self_signed, write_self_signed};
 }
 
-/// HTTP: the shared servers, responses with a status and headers, services.
+/// HTTP: the shared servers, requests and responses with a method, status and headers,
+/// services.
 #[cfg(feature = "http")]
 pub mod http {
     pub use nkp_http::files::StaticFiles;
-    pub use nkp_http::{Attachment, HttpResponse, HttpServers};
+    pub use nkp_http::{Attachment, HttpRequest, HttpResponse, HttpServers};
 }
 
 /// DNS location (RFC 3263): configuration, resolver and cache.

@@ -171,6 +171,28 @@ async fn https_and_the_http_client() {
         .unwrap()
         .unwrap();
     assert_eq!(got.payload(), b"");
+    // with an HttpRequest frame the whole response comes back: the 404, its server header
+    cn.send(
+        other.as_str(),
+        nkpacket::http::HttpRequest::get("").into_frame(),
+        Options::default(),
+    )
+    .await
+    .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), replies.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let resp = nkpacket::http::HttpResponse::from_frame(&got)
+        .expect("a whole response")
+        .unwrap();
+    assert_eq!(resp.status, 404);
+    assert!(
+        resp.headers
+            .contains(&("server".to_string(), "NkPACKET".to_string())),
+        "{:?}",
+        resp.headers
+    );
     cn.shutdown().await;
     nk.shutdown().await;
 }
