@@ -341,7 +341,7 @@ fn text(data: Vec<u8>) -> Result<Frame, CodecError> {
 /// Encodes frames for the side `role`: client frames masked with a fresh random key, data
 /// messages compressed when permessage-deflate was negotiated (one frame per message).
 ///
-/// Messages shorter than [`MIN_COMPRESS_LEN`](crate::deflate::MIN_COMPRESS_LEN) are sent
+/// Messages shorter than [`MIN_COMPRESS_LEN`] are sent
 /// uncompressed (RSV1 clear), and so is a message that compression does not shrink when
 /// the compressor keeps no context (with context takeover the compressor has already
 /// taken the message into its window, so the compressed form must be sent).

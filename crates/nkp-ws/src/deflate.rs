@@ -557,7 +557,8 @@ mod tests {
 
     #[test]
     fn server_negotiation_table() {
-        let cases: &[(&[&str], Option<(DeflateParams, &str)>)] = &[
+        type Case<'a> = (&'a [&'a str], Option<(DeflateParams, &'a str)>);
+        let cases: &[Case<'_>] = &[
             (
                 &["permessage-deflate"],
                 Some((params(false, false, 15, 15), "permessage-deflate")),

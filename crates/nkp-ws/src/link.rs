@@ -320,10 +320,10 @@ impl Sink<Frame> for WsLink {
                 "the websocket connection is closed".into(),
             ))));
         }
-        if this.pending_write() > HIGH_WATER {
-            if let Err(e) = ready!(this.poll_write_buf(cx)) {
-                return Poll::Ready(Err(this.write_error(e)));
-            }
+        if this.pending_write() > HIGH_WATER
+            && let Err(e) = ready!(this.poll_write_buf(cx))
+        {
+            return Poll::Ready(Err(this.write_error(e)));
         }
         Poll::Ready(Ok(()))
     }
