@@ -205,20 +205,27 @@ impl Decoder {
             }
             return Ok(op);
         }
-        let before = match (op, &self.partial) {
+        let (before, compressed) = match (op, &self.partial) {
             (OpCode::Continuation, None) => {
                 return Err(protocol("continuation frame without a message to continue"));
             }
-            (OpCode::Continuation, Some(p)) => p.received,
+            (OpCode::Continuation, Some(p)) => (p.received, p.compressed),
             (_, Some(_)) => {
                 return Err(protocol(
                     "new message while a fragmented message is incomplete",
                 ));
             }
-            (_, None) => 0,
+            (_, None) => (0, h.rsv1),
         };
         let size = before.saturating_add(h.len);
-        if size > self.max as u64 {
+        // compressed data may be slightly larger than the message (incompressible data
+        // plus block overhead); the inflated size is capped at `max` while inflating
+        let limit = if compressed {
+            compressed_limit(self.max)
+        } else {
+            self.max
+        };
+        if size > limit as u64 {
             return Err(CodecError::TooLarge {
                 size,
                 max: self.max,
@@ -330,6 +337,12 @@ impl Decoder {
             }
         }
     }
+}
+
+/// The most compressed bytes accepted for a message of at most `max` bytes: deflate's
+/// worst-case expansion (stored blocks: 5 bytes per 16 KiB and a few more) with margin.
+fn compressed_limit(max: usize) -> usize {
+    max.saturating_add(max / 1024).saturating_add(64)
 }
 
 fn text(data: Vec<u8>) -> Result<Frame, CodecError> {
@@ -766,6 +779,30 @@ mod tests {
             frames[1],
             Frame::text("fragmented and compressed ".repeat(50))
         );
+    }
+
+    #[test]
+    fn an_incompressible_message_of_the_maximum_size_passes_compressed() {
+        let p = Some(DeflateParams::default());
+        let mut x = 1u32;
+        let noise: Vec<u8> = (0..5000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (x >> 16) as u8
+            })
+            .collect();
+        let mut e = Encoder::new(Role::Client, p);
+        let mut wire = Vec::new();
+        e.encode(&Frame::binary(noise.clone()), &mut wire).unwrap();
+        assert_eq!(wire[0], 0xc2, "compressed (context takeover)");
+        assert!(
+            wire.len() > 5000 + 6,
+            "larger than the message: {}",
+            wire.len()
+        );
+        let (frames, err) = server_decode(&wire, 5000, p);
+        assert_eq!(err, None);
+        assert_eq!(frames, vec![Frame::binary(noise)]);
     }
 
     #[test]
