@@ -265,12 +265,9 @@ impl Stream for WsLink {
                     }
                     return Poll::Ready(Some(Ok(Frame::Close(c))));
                 }
-                Ok(Some(frame)) => {
-                    if this.rbuf.is_empty() {
-                        this.rbuf = BytesMut::new();
-                    }
-                    return Poll::Ready(Some(Ok(frame)));
-                }
+                // the read buffer stays for the next message; it is released when a read
+                // finds nothing to read
+                Ok(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
                 Ok(None) => {}
                 Err(e) => {
                     let close = Frame::close(e.close_code(), e.close_reason());
