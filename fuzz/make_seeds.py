@@ -102,28 +102,47 @@ for flags, resp in [
     put('ws_client_handshake', bytes([flags])+resp.encode('latin-1'))
 print('ws_client_handshake')
 
-# --- ws_server_frames: flags + client frames (masked), as nkp-ws's tests send them
-def cframe(op, payload, fin=True, mask=b'\x11\x22\x33\x44', length=None):
+# --- ws_server_frames: flags (bit 0 deflate, bit 1 256-byte limit, bit 2
+# client_no_context_takeover) + chunk size + client frames (masked)
+import zlib
+def cframe(op, payload, fin=True, mask=b'\x11\x22\x33\x44', length=None, rsv=0):
     n=len(payload) if length is None else length
-    h=bytes([(0x80 if fin else 0)|op])
+    h=bytes([(0x80 if fin else 0)|rsv|op])
     if n<126: h+=bytes([0x80|n])
     elif n<65536: h+=bytes([0x80|126])+n.to_bytes(2,'big')
     else: h+=bytes([0x80|127])+n.to_bytes(8,'big')
     return h+mask+bytes(b^mask[i%4] for i,b in enumerate(payload))
-for flags, data in [
-    (0, cframe(1,b'hello')),
-    (0, cframe(2,b'\x00\x01\x02')+cframe(9,b'ping')+cframe(10,b'')+cframe(8,b'\x03\xe8bye')),
-    (0, cframe(1,b'hel',fin=False)+cframe(9,b'')+cframe(0,b'lo')),
-    (0, cframe(1,b'\xff\xfe')),                           # bad UTF-8: 1007
-    (0, cframe(8,b'\x03')),                               # 1-byte close payload
-    (0, cframe(3,b'x')),                                  # reserved opcode
-    (0, bytes([0x81,0x05])+b'hello'),                     # unmasked client frame
-    (1, cframe(2,b'y'*100)),                              # over max_message_size=64: 1009
-    (1, cframe(2,b'y'*40,fin=False)+cframe(0,b'y'*40)),   # fragments over the limit
-    (0, cframe(2,b'',length=1<<40)),                      # declared 1 TiB, no body
-    (2, cframe(1,b'sip')+cframe(8,b'')),
+def deflated(*msgs):
+    z=zlib.compressobj(wbits=-15); out=[]
+    for m in msgs:
+        c=z.compress(m)+z.flush(zlib.Z_SYNC_FLUSH); assert c.endswith(b'\x00\x00\xff\xff'); out.append(c[:-4])
+    return out
+hello=bytes([0xf2,0x48,0xcd,0xc9,0xc9,0x07,0x00])
+big1,big2=deflated(b'compressible text '*300, b'compressible text '*300)
+bomb,=deflated(bytes(1<<20))
+for flags, step, data in [
+    (0, 0, cframe(1,b'hello')),
+    (0, 1, cframe(2,b'\x00\x01\x02')+cframe(9,b'ping')+cframe(10,b'')+cframe(8,b'\x03\xe8bye')),
+    (0, 3, cframe(1,b'hel',fin=False)+cframe(9,b'')+cframe(0,b'lo')),
+    (0, 0, cframe(1,b'\xff\xfe')),                           # bad UTF-8: 1007
+    (0, 0, cframe(8,b'\x03')),                               # 1-byte close payload
+    (0, 0, cframe(8,b'\x03\xed')),                           # close code 1005
+    (0, 0, cframe(3,b'x')),                                  # reserved opcode
+    (0, 0, bytes([0x81,0x05])+b'hello'),                     # unmasked client frame
+    (2, 7, cframe(2,b'y'*300)),                              # over the 256 limit: 1009
+    (2, 0, cframe(2,b'y'*200,fin=False)+cframe(0,b'y'*200)), # fragments over the limit
+    (0, 0, cframe(2,b'',length=1<<40)),                      # declared 1 TiB, no body
+    (0, 0, cframe(1,b'x',rsv=0x40)),                         # RSV1 without deflate
+    (1, 0, cframe(1,hello,rsv=0x40)),                        # RFC 7692 "Hello"
+    (1, 2, cframe(1,hello,rsv=0x40)+cframe(1,bytes([0xf2,0x00,0x11,0x00,0x00]),rsv=0x40)),
+    (1, 5, cframe(1,big1[:20],fin=False,rsv=0x40)+cframe(9,b'')+cframe(0,big1[20:])+cframe(1,big2,rsv=0x40)),
+    (5, 0, cframe(1,big1,rsv=0x40)+cframe(1,deflated(b'compressible text '*300)[0],rsv=0x40)),
+    (1, 0, cframe(2,bomb,rsv=0x40)),                         # 1 MiB of zeros: 1009
+    (3, 0, cframe(2,bomb,rsv=0x40)),
+    (1, 0, cframe(0,b'x',fin=True,rsv=0x40)),                # RSV1 on a continuation
+    (1, 0, cframe(2,b'\xff'*40,rsv=0x40)),                  # not deflate data: 1002
 ]:
-    put('ws_server_frames', bytes([flags])+data)
+    put('ws_server_frames', bytes([flags, step])+data)
 print('ws_server_frames')
 
 # --- http_head: requests from nkp-http's and nkp-ws's tests

@@ -1,119 +1,137 @@
-//! WebSocket server side: a valid upgrade request, then arbitrary bytes as the client's
-//! frames, against nkp-ws's server on the shared nkp-http server, whose sessions echo every
-//! data frame.
+//! WebSocket server side, in memory: arbitrary bytes as a client's frames, fed to nkp-ws's
+//! pure decoder (frame rules, reassembly, UTF-8, permessage-deflate) in arbitrary chunks.
 //!
-//! * nothing panics (libFuzzer's panic hook aborts on a panic in any task);
-//! * the upgrade is answered `101`;
-//! * once the client has closed its write half, the server closes within
-//!   [`loopback::DEADLINE`] (a hang is a failure);
-//! * what the server sends after the 101 is well-formed server frames (unmasked, no
-//!   reserved bits, known opcodes, short final control frames, nothing after a close).
+//! * nothing panics;
+//! * the outcome (messages, then the error and its close code) does not depend on the
+//!   chunking;
+//! * messages respect the limits (data ≤ `max_message_size`, control ≤ 125 bytes);
+//! * no allocation while decoding is larger than the limit plus what was received (plus
+//!   the fixed inflater state): a declared length is never allocated up front, and a
+//!   compressed message never inflates past the limit (decompression bombs);
+//! * what was decoded, encoded again by a client encoder with the same parameters,
+//!   decodes to the same messages.
 //!
-//! Input: byte 0 is flags (bit 0: the listener with `max_message_size=64`, so that the
-//! 1009 path is reached; bit 1: offer and require the sub-protocol `sip`), then the bytes
-//! sent after the upgrade request (in the same write, so they may arrive with the head).
-//!
-//! Runs over a loopback TCP connection per input: see `common/loopback.rs` for why.
+//! Input: byte 0 is flags (bit 0: permessage-deflate negotiated, so half of the inputs
+//! have it; bit 1: a 256-byte limit instead of 64 KiB; bit 2: client_no_context_takeover),
+//! byte 1 the chunk size (0: everything at once), then the bytes the client sends.
 
 #![no_main]
 
-#[path = "common/loopback.rs"]
-mod loopback;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::OnceLock;
-
-use futures_util::{SinkExt, StreamExt};
+use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use nkp_core::{Accepted, BoxListener, ListenRequest, Options, Transport, TransportKind};
-use nkp_http::HttpServers;
-use nkp_ws::WsTransport;
+use nkp_core::Frame;
+use nkp_ws::codec::{CodecError, Decoder, Encoder};
+use nkp_ws::deflate::DeflateParams;
+use nkp_ws::frame::Role;
 
-/// The shared server's address (its listeners live for the whole process).
-fn server() -> SocketAddr {
-    static ADDR: OnceLock<SocketAddr> = OnceLock::new();
-    *ADDR.get_or_init(|| loopback::runtime().block_on(start()))
-}
+/// The system allocator, remembering the largest single request since the last reset.
+struct Tracking;
 
-async fn start() -> SocketAddr {
-    let ws = WsTransport::new(HttpServers::new());
-    let listen = |addr: SocketAddr, opts: &[(&str, &str)]| {
-        let mut o = Options::default();
-        for (k, v) in opts {
-            o.set(k, v).expect("listener option");
-        }
-        ws.listen(ListenRequest {
-            transport: TransportKind::Ws,
-            addr,
-            options: Arc::new(o),
-        })
-    };
-    let any = listen("127.0.0.1:0".parse().expect("address"), &[("path", "/")])
-        .await
-        .expect("ws listener");
-    let addr = any.local_addr();
-    let small = listen(addr, &[("path", "/small"), ("max_message_size", "64")])
-        .await
-        .expect("ws listener /small");
-    let sip = listen(addr, &[("path", "/sip"), ("ws_proto", "sip")])
-        .await
-        .expect("ws listener /sip");
-    for l in [any, small, sip] {
-        tokio::spawn(echo_sessions(l));
+static LARGEST: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Tracking {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
     }
-    addr
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LARGEST.fetch_max(new_size, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
 }
 
-/// Completes every upgrade and echoes data frames until the session ends.
-async fn echo_sessions(mut listener: BoxListener) {
-    while let Some(accepted) = listener.next().await {
-        let Ok(Accepted::Pending(upgrade)) = accepted else {
-            continue;
-        };
-        tokio::spawn(async move {
-            let Ok(mut link) = upgrade.await else {
-                return;
-            };
-            while let Some(Ok(frame)) = link.next().await {
-                if frame.is_data() && link.send(frame).await.is_err() {
-                    break;
-                }
+#[global_allocator]
+static ALLOC: Tracking = Tracking;
+
+/// The inflater's own state (zlib-rs: the 32 KiB window and the decoder tables) and the
+/// read buffer's growth are allowed beyond the limit.
+const SLACK: usize = 128 * 1024;
+
+/// Decodes `stream` in chunks of `step` bytes (0: all at once).
+fn decode(
+    stream: &[u8],
+    step: usize,
+    max: usize,
+    params: Option<DeflateParams>,
+) -> (Vec<Frame>, Option<CodecError>) {
+    let mut d = Decoder::new(Role::Server, max, params);
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let step = if step == 0 { stream.len().max(1) } else { step };
+    for chunk in stream.chunks(step) {
+        buf.extend_from_slice(chunk);
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => break,
+                Err(e) => return (frames, Some(e)),
             }
-        });
+        }
     }
+    (frames, None)
 }
 
 fuzz_target!(|input: &[u8]| {
-    let Some((&flags, frames)) = input.split_first() else {
+    let [flags, step, stream @ ..] = input else {
         return;
     };
-    let addr = server();
-    let (path, proto) = match (flags & 1 != 0, flags & 2 != 0) {
-        (true, _) => ("/small", ""),
-        (false, true) => ("/sip", "Sec-WebSocket-Protocol: sip\r\n"),
-        (false, false) => ("/", ""),
-    };
-    let mut data = format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{proto}\r\n"
-    )
-    .into_bytes();
-    data.extend_from_slice(frames);
-    loopback::runtime().block_on(async {
-        let mut s = loopback::connect(addr).await;
-        loopback::write_and_shutdown(&mut s, &data).await;
-        let out = loopback::read_to_end(&mut s, "websocket session").await;
-        loopback::reset(s);
-        let head_end = out
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&out)));
-        assert!(
-            out.starts_with(b"HTTP/1.1 101 "),
-            "upgrade not accepted: {:?}",
-            String::from_utf8_lossy(&out[..head_end])
-        );
-        loopback::check_server_frames(&out[head_end + 4..]);
+    let params = (flags & 1 != 0).then(|| DeflateParams {
+        client_no_context_takeover: flags & 4 != 0,
+        ..DeflateParams::default()
     });
+    let max = if flags & 2 != 0 { 256 } else { 64 * 1024 };
+
+    LARGEST.store(0, Ordering::Relaxed);
+    let whole = decode(stream, 0, max, params);
+    let chunked = decode(stream, usize::from(*step), max, params);
+    let largest = LARGEST.load(Ordering::Relaxed);
+    assert!(
+        largest <= max + 2 * stream.len() + SLACK,
+        "an allocation of {largest} bytes for {} bytes received (limit {max})",
+        stream.len()
+    );
+    assert_eq!(whole, chunked, "the chunking changed the outcome");
+
+    let (frames, error) = whole;
+    if let Some(e) = &error {
+        assert!(matches!(e.close_code(), 1002 | 1007 | 1009), "{e}");
+    }
+    for f in &frames {
+        match f {
+            Frame::Text(_) | Frame::Binary(_) => assert!(f.len() <= max),
+            Frame::Ping(p) | Frame::Pong(p) => assert!(p.len() <= 125),
+            Frame::Close(Some(r)) => assert!(r.reason.len() <= 123),
+            Frame::Close(None) => {}
+        }
+    }
+
+    // encoded again by a client with the same parameters: the same messages
+    let mut enc = Encoder::new(Role::Client, params);
+    let mut wire = Vec::new();
+    for f in &frames {
+        enc.encode(f, &mut wire)
+            .unwrap_or_else(|e| panic!("a decoded frame does not encode: {e}"));
+    }
+    let (again, err) = decode(&wire, 0, max, params);
+    assert_eq!(err, None);
+    assert_eq!(again, frames);
 });

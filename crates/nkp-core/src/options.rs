@@ -239,6 +239,10 @@ option_fields! {
     ws_proto: String,
     /// Extra headers of the WebSocket client handshake.
     headers: Vec<(String, String)>,
+    /// WebSocket permessage-deflate (RFC 7692), off by default: a ws/wss listener accepts
+    /// a client's offer, a ws/wss client offers it (the peer may decline; then messages go
+    /// uncompressed). Costs up to ~300 KiB of compressor state per connection.
+    ws_deflate: bool,
     /// External URL of an http/https listener.
     external_url: String,
     /// User from the URI userinfo.
@@ -328,6 +332,7 @@ pub const OPTION_NAMES: &[(&str, bool)] = &[
     ("path", true),
     ("ws_proto", true),
     ("headers", true),
+    ("ws_deflate", true),
     ("external_url", true),
     ("user", true),
     ("password", true),
@@ -475,6 +480,7 @@ impl Options {
             "path" => self.path = Some(parse_text(k, v)?),
             "ws_proto" => self.ws_proto = Some(parse_text(k, v)?.to_ascii_lowercase()),
             "headers" => self.headers = Some(parse_headers(k, v)?),
+            "ws_deflate" => self.ws_deflate = Some(parse_bool(k, v)?),
             "external_url" => self.external_url = Some(parse_text(k, v)?),
             "user" => self.user = Some(parse_text(k, v)?),
             "password" => self.password = Some(parse_text(k, v)?),

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use base64::Engine;
 use nkp_core::{Error, LinkInfo, Options, TransportKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::link::{BoxIo, WsLink, ws_config};
+use crate::deflate::{CLIENT_OFFER, check_response};
+use crate::frame::Role;
+use crate::link::{BoxIo, WsLink};
 use crate::server::accept_key;
 
 /// Largest handshake response head a client reads.
@@ -47,6 +47,9 @@ fn request(opts: &Options, remote: SocketAddr, secure: bool, key: &str) -> Resul
     if let Some(p) = opts.ws_proto.as_deref().filter(|p| !p.is_empty()) {
         r.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
     }
+    if opts.ws_deflate == Some(true) {
+        r.push_str(&format!("Sec-WebSocket-Extensions: {CLIENT_OFFER}\r\n"));
+    }
     for (n, v) in opts.headers.iter().flatten() {
         if n.is_empty()
             || !n.bytes().all(|b| b.is_ascii_graphic() && b != b':')
@@ -77,6 +80,13 @@ impl ResponseHead {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
@@ -163,7 +173,7 @@ pub(crate) async fn handshake(
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = parse_head(&buf[..end], remote)?;
-    let rest = buf[end + 4..].to_vec();
+    let rest = &buf[end + 4..];
 
     if head.status != 101 {
         return Err(Error::Closed(Some(format!(
@@ -193,20 +203,23 @@ pub(crate) async fn handshake(
             "the server selected sub-protocol {c:?}, which was not offered (offered: {offered:?})"
         )));
     }
-    if head.has_token("sec-websocket-extensions", "permessage-deflate") {
+    let extensions = head.get_all("sec-websocket-extensions");
+    let deflate = if opts.ws_deflate == Some(true) {
+        check_response(extensions).map_err(bad)?
+    } else if extensions.into_iter().any(|v| !v.trim().is_empty()) {
         return Err(bad(
             "the server selected an extension that was not offered".into()
         ));
-    }
+    } else {
+        None
+    };
 
     let max = opts.effective_max_message_size();
-    let ws =
-        WebSocketStream::from_partially_read(io, rest, Role::Client, Some(ws_config(max))).await;
     let mut info = LinkInfo::new(transport, local, remote);
     info.meta.host = opts.host.clone();
     info.meta.path = Some(client_path(opts));
     info.meta.ws_proto = chosen.map(|c| c.to_ascii_lowercase());
-    Ok(WsLink::new(ws, info, max))
+    Ok(WsLink::new(io, Role::Client, info, max, deflate, rest))
 }
 
 #[cfg(test)]

@@ -1,18 +1,20 @@
-//! [`WsLink`]: a WebSocket session as an nkpacket [`Link`].
+//! [`WsLink`]: a WebSocket session as an nkpacket [`Link`], the I/O shell around the pure
+//! [`Decoder`] and [`Encoder`].
 
 use std::any::Any;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use bytes::BytesMut;
 use futures_core::Stream;
 use futures_sink::Sink;
 use nkp_core::{CloseReason, Error, Frame, Link, LinkInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::codec::{Decoder, Encoder};
+use crate::deflate::DeflateParams;
+use crate::frame::Role;
 
 /// A byte stream a WebSocket runs on (TCP, TLS, or an upgraded HTTP connection).
 pub trait WsIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -22,32 +24,48 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> WsIo for T {}
 /// A boxed [`WsIo`].
 pub type BoxIo = Box<dyn WsIo>;
 
-/// The WebSocket settings of a link: the largest message (and frame) accepted is
-/// `max_message_size` (larger → close 1009).
-pub(crate) fn ws_config(max_message_size: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(max_message_size))
-        .max_frame_size(Some(max_message_size))
-}
+/// Above this many unsent bytes, `poll_ready` waits for the socket (backpressure), and so
+/// does reading while automatic replies (pongs) pile up for a peer that does not read.
+const HIGH_WATER: usize = 64 * 1024;
+
+/// Smallest read; a frame in progress asks for up to [`MAX_READ`] at once.
+const MIN_READ: usize = 4 * 1024;
+const MAX_READ: usize = 256 * 1024;
 
 /// A WebSocket session (server or client side) as a [`Link`].
 ///
 /// * Reading: text messages come as [`Frame::Text`], binary as [`Frame::Binary`]
-///   (fragmented messages reassembled), pongs as [`Frame::Pong`], the peer's close as
-///   [`Frame::Close`] followed by the end of the stream (the close reply is sent for us).
-///   Pings are answered with exactly one pong and not passed up. A message larger than
-///   `max_message_size` is answered with close 1009 and reported as
-///   [`Error::MessageTooLarge`]; a protocol violation with close 1002 (bad UTF-8: 1007)
-///   and [`Error::Protocol`].
-/// * Writing: every frame kind is sent as such (client frames masked); a written
-///   [`Frame::Close`] starts the close handshake, after which data can no longer be written.
-///   Closing the sink sends close 1000 unless a close was already sent.
+///   (fragmented messages reassembled, compressed ones inflated), pongs as
+///   [`Frame::Pong`], the peer's close as [`Frame::Close`] followed by the end of the
+///   stream (the close reply is sent for us, at once). Pings are answered with exactly one
+///   pong and not passed up. A message larger than `max_message_size` is answered with
+///   close 1009 and reported as [`Error::MessageTooLarge`]; a protocol violation with
+///   close 1002 (bad UTF-8: 1007) and [`Error::Protocol`].
+/// * Writing: every frame kind is sent as such (client frames masked, data compressed when
+///   permessage-deflate was negotiated); a written [`Frame::Close`] starts the close
+///   handshake, after which data can no longer be written. Closing the sink sends close
+///   1000 unless a close was already sent. `poll_ready` is pending while more than 64 KiB
+///   wait to be written.
+///
+/// Polling is cancel-safe: all progress is kept in the link. An idle link holds no
+/// buffers: the read buffer is released when it is empty and the socket has nothing to
+/// read, the write buffer once it is written.
 pub struct WsLink {
-    ws: WebSocketStream<BoxIo>,
+    io: BoxIo,
     info: LinkInfo,
+    decoder: Decoder,
+    encoder: Encoder,
+    deflate: Option<DeflateParams>,
     max_message_size: usize,
+    rbuf: BytesMut,
+    /// Encoded frames not yet written, from `wpos` on.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// The write side failed: nothing more is written.
+    write_dead: bool,
     /// A close frame to send because of a reading error, and the error to report after.
-    failing: Option<(Option<CloseFrame>, Error)>,
+    failing: Option<(Option<Frame>, Error)>,
+    /// The stream is over (after the peer's close, EOF or an error).
     ended: bool,
     close_sent: bool,
     _guard: Option<Box<dyn Any + Send>>,
@@ -55,16 +73,35 @@ pub struct WsLink {
 
 impl std::fmt::Debug for WsLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WsLink").field("info", &self.info).finish()
+        f.debug_struct("WsLink")
+            .field("info", &self.info)
+            .field("deflate", &self.deflate)
+            .finish()
     }
 }
 
 impl WsLink {
-    pub(crate) fn new(ws: WebSocketStream<BoxIo>, info: LinkInfo, max_message_size: usize) -> Self {
+    /// A link over `io` after a completed handshake; `read_ahead` are bytes already read
+    /// past the handshake (the first frames).
+    pub(crate) fn new(
+        io: BoxIo,
+        role: Role,
+        info: LinkInfo,
+        max_message_size: usize,
+        deflate: Option<DeflateParams>,
+        read_ahead: &[u8],
+    ) -> Self {
         WsLink {
-            ws,
+            io,
             info,
+            decoder: Decoder::new(role, max_message_size, deflate),
+            encoder: Encoder::new(role, deflate),
+            deflate,
             max_message_size,
+            rbuf: BytesMut::from(read_ahead),
+            wbuf: Vec::new(),
+            wpos: 0,
+            write_dead: false,
             failing: None,
             ended: false,
             close_sent: false,
@@ -83,84 +120,98 @@ impl WsLink {
         &mut self.info
     }
 
-    fn failure(&self, e: WsError) -> Option<(Option<CloseFrame>, Error)> {
-        let close = |code: CloseCode, reason: &str| {
-            Some(CloseFrame {
-                code,
-                reason: reason.to_string().into(),
-            })
-        };
-        Some(match e {
-            // a peer that drops the connection without a close frame ends the stream too
-            WsError::ConnectionClosed
-            | WsError::AlreadyClosed
-            | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => return None,
-            WsError::Capacity(c) => {
-                let size = match c {
-                    CapacityError::MessageTooLong { size, .. } => size,
-                    CapacityError::TooManyHeaders => 0,
-                };
-                (
-                    close(CloseCode::Size, "message too big"),
-                    Error::MessageTooLarge {
-                        size,
-                        max: self.max_message_size,
-                    },
-                )
-            }
-            WsError::Utf8(s) => (
-                close(CloseCode::Invalid, "invalid UTF-8"),
-                Error::Protocol(format!("websocket: invalid UTF-8 in a text message: {s}")),
-            ),
-            WsError::Protocol(p) => (
-                close(CloseCode::Protocol, "protocol error"),
-                Error::Protocol(format!("websocket: {p}")),
-            ),
-            WsError::Io(e) => (None, Error::io("websocket read", Some(self.info.remote), e)),
-            other => (None, Error::Protocol(format!("websocket: {other}"))),
+    /// The permessage-deflate parameters negotiated in the handshake, if any.
+    pub fn deflate(&self) -> Option<DeflateParams> {
+        self.deflate
+    }
+
+    /// The largest message accepted.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// Bytes held in buffers by the link itself (read and write buffers' capacity; not the
+    /// compressor state): zero for an idle link.
+    pub fn buffered_capacity(&self) -> usize {
+        self.rbuf.capacity() + self.wbuf.capacity()
+    }
+
+    /// Queues a frame the link sends by itself (pong, close reply); errors are dropped
+    /// (only over-long control payloads, which a received frame cannot have).
+    fn queue(&mut self, frame: &Frame) {
+        if !self.write_dead {
+            self.compact();
+            let _ = self.encoder.encode(frame, &mut self.wbuf);
+        }
+    }
+
+    /// Drops the written part of the write buffer before more is appended.
+    fn compact(&mut self) {
+        if self.wpos > 0 {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+    }
+
+    fn pending_write(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Writes the write buffer out; releases it once empty.
+    fn poll_write_buf(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.wpos < self.wbuf.len() {
+            let n = match ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..])) {
+                Ok(0) => {
+                    self.write_dead = true;
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Ok(n) => n,
+                Err(e) => {
+                    self.write_dead = true;
+                    self.wbuf = Vec::new();
+                    self.wpos = 0;
+                    return Poll::Ready(Err(e));
+                }
+            };
+            self.wpos += n;
+        }
+        self.wbuf = Vec::new();
+        self.wpos = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes everything and flushes the socket.
+    fn poll_flush_all(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.write_dead {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        ready!(self.poll_write_buf(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx).map_err(|e| {
+            self.write_dead = true;
+            e
         })
     }
 
     /// Sends the close frame of a failure, then reports the failure.
     fn poll_fail(&mut self, cx: &mut Context<'_>) -> Poll<Error> {
-        let pending_close = self.failing.as_mut().and_then(|(c, _)| c.take());
-        let mut give_up = false;
-        if let Some(frame) = pending_close {
-            match Pin::new(&mut self.ws).poll_ready(cx) {
-                Poll::Pending => {
-                    if let Some((c, _)) = self.failing.as_mut() {
-                        *c = Some(frame);
-                    }
-                    return Poll::Pending;
-                }
-                Poll::Ready(Ok(())) => {
-                    self.close_sent = true;
-                    give_up = Pin::new(&mut self.ws)
-                        .start_send(Message::Close(Some(frame)))
-                        .is_err();
-                }
-                Poll::Ready(Err(_)) => give_up = true,
-            }
+        let close = self.failing.as_mut().and_then(|(c, _)| c.take());
+        if let Some(frame) = close
+            && !self.close_sent
+        {
+            self.close_sent = true;
+            self.queue(&frame);
         }
-        if !give_up && Pin::new(&mut self.ws).poll_flush(cx).is_pending() {
+        if !self.write_dead && self.poll_flush_all(cx).is_pending() {
             return Poll::Pending;
         }
         self.ended = true;
+        self.rbuf = BytesMut::new();
         let (_, e) = self.failing.take().unwrap_or((None, Error::Closed(None)));
         Poll::Ready(e)
     }
-}
 
-fn sink_error(e: WsError, info: &LinkInfo) -> Error {
-    match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => {
-            Error::Closed(Some("the websocket is closed".into()))
-        }
-        WsError::Io(e) => Error::io("websocket write", Some(info.remote), e),
-        WsError::Protocol(ProtocolError::SendAfterClosing) => {
-            Error::Closed(Some("the websocket close handshake has started".into()))
-        }
-        other => Error::Protocol(format!("websocket: {other}")),
+    fn write_error(&self, e: io::Error) -> Error {
+        Error::io("websocket write", Some(self.info.remote), e)
     }
 }
 
@@ -175,41 +226,83 @@ impl Stream for WsLink {
                 return Poll::Ready(Some(Err(e)));
             }
             if this.ended {
+                // the close reply goes out before the end is reported
+                if this.pending_write() > 0 && !this.write_dead {
+                    ready!(this.poll_flush_all(cx)).ok();
+                }
                 return Poll::Ready(None);
             }
-            let msg = match ready!(Pin::new(&mut this.ws).poll_next(cx)) {
-                None => {
+            // automatic replies go out as soon as they can; a peer that sends pings
+            // without reading our pongs stops being read
+            if this.pending_write() > 0 && !this.write_dead {
+                match this.poll_flush_all(cx) {
+                    Poll::Pending if this.pending_write() > HIGH_WATER => return Poll::Pending,
+                    _ => {}
+                }
+            }
+            match this.decoder.decode(&mut this.rbuf) {
+                Ok(Some(Frame::Ping(p))) => {
+                    if !this.close_sent {
+                        this.queue(&Frame::Pong(p));
+                    }
+                    continue;
+                }
+                Ok(Some(Frame::Close(c))) => {
+                    if !this.close_sent {
+                        this.close_sent = true;
+                        // echo the code (RFC 6455 §5.5.1)
+                        let reply = Frame::Close(c.as_ref().map(|r| CloseReason {
+                            code: r.code,
+                            reason: String::new(),
+                        }));
+                        this.queue(&reply);
+                    }
                     this.ended = true;
+                    this.rbuf = BytesMut::new();
+                    if !this.write_dead {
+                        // sent at once; if the socket is full, the next poll finishes it
+                        let _ = this.poll_flush_all(cx);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::Close(c))));
+                }
+                // the read buffer stays for the next message; it is released when a read
+                // finds nothing to read
+                Ok(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
+                Ok(None) => {}
+                Err(e) => {
+                    let close = Frame::close(e.close_code(), e.close_reason());
+                    this.failing = Some((Some(close), e.into()));
+                    continue;
+                }
+            }
+            // read more: at least MIN_READ of room, more for a large frame in progress
+            let want = this
+                .decoder
+                .wanted(this.rbuf.len())
+                .clamp(MIN_READ, MAX_READ);
+            if this.rbuf.capacity() - this.rbuf.len() < MIN_READ {
+                this.rbuf.reserve(want);
+            }
+            match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.rbuf) {
+                Poll::Pending => {
+                    if this.rbuf.is_empty() {
+                        // idle: hold no buffer while waiting
+                        this.rbuf = BytesMut::new();
+                    }
+                    return Poll::Pending;
+                }
+                // the peer went away without a close frame: the stream just ends
+                Poll::Ready(Ok(0)) => {
+                    this.ended = true;
+                    this.rbuf = BytesMut::new();
                     return Poll::Ready(None);
                 }
-                Some(Ok(m)) => m,
-                Some(Err(e)) => match this.failure(e) {
-                    None => {
-                        this.ended = true;
-                        return Poll::Ready(None);
-                    }
-                    Some(f) => {
-                        this.failing = Some(f);
-                        continue;
-                    }
-                },
-            };
-            let frame = match msg {
-                Message::Text(t) => Frame::Text(t.as_str().to_owned()),
-                Message::Binary(b) => Frame::Binary(b),
-                // answered by tungstenite (one pong), not passed up
-                Message::Ping(_) | Message::Frame(_) => continue,
-                Message::Pong(p) => Frame::Pong(p),
-                Message::Close(c) => {
-                    // send the close reply now (tungstenite would wait for the next read)
-                    let _ = Pin::new(&mut this.ws).poll_flush(cx);
-                    Frame::Close(c.map(|c| CloseReason {
-                        code: u16::from(c.code),
-                        reason: c.reason.as_str().to_owned(),
-                    }))
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    let e = Error::io("websocket read", Some(this.info.remote), e);
+                    this.failing = Some((None, e));
                 }
-            };
-            return Poll::Ready(Some(Ok(frame)));
+            }
         }
     }
 }
@@ -219,53 +312,80 @@ impl Sink<Frame> for WsLink {
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = &mut *self;
-        Pin::new(&mut this.ws)
-            .poll_ready(cx)
-            .map_err(|e| sink_error(e, &this.info))
+        if this.write_dead {
+            return Poll::Ready(Err(Error::Closed(Some(
+                "the websocket connection is closed".into(),
+            ))));
+        }
+        if this.pending_write() > HIGH_WATER
+            && let Err(e) = ready!(this.poll_write_buf(cx))
+        {
+            return Poll::Ready(Err(this.write_error(e)));
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn start_send(mut self: Pin<&mut Self>, frame: Frame) -> Result<(), Error> {
-        let msg = match frame {
-            Frame::Binary(b) => Message::Binary(b),
-            Frame::Text(t) => Message::Text(t.into()),
-            Frame::Ping(p) => Message::Ping(p),
-            Frame::Pong(p) => Message::Pong(p),
-            Frame::Close(c) => {
-                self.close_sent = true;
-                Message::Close(c.map(|c| CloseFrame {
-                    code: CloseCode::from(c.code),
-                    reason: c.reason.into(),
-                }))
-            }
-        };
         let this = &mut *self;
-        Pin::new(&mut this.ws)
-            .start_send(msg)
-            .map_err(|e| sink_error(e, &this.info))
+        if this.write_dead {
+            return Err(Error::Closed(Some(
+                "the websocket connection is closed".into(),
+            )));
+        }
+        if this.close_sent {
+            return match frame {
+                // a second close is a no-op
+                Frame::Close(_) => Ok(()),
+                _ => Err(Error::Closed(Some(
+                    "the websocket close handshake has started".into(),
+                ))),
+            };
+        }
+        this.compact();
+        this.encoder.encode(&frame, &mut this.wbuf)?;
+        if matches!(frame, Frame::Close(_)) {
+            this.close_sent = true;
+        }
+        Ok(())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = &mut *self;
-        Pin::new(&mut this.ws)
-            .poll_flush(cx)
-            .map_err(|e| sink_error(e, &this.info))
+        if this.write_dead && this.pending_write() == 0 {
+            return Poll::Ready(Err(Error::Closed(Some(
+                "the websocket connection is closed".into(),
+            ))));
+        }
+        ready!(this.poll_flush_all(cx)).map_err(|e| this.write_error(e))?;
+        Poll::Ready(Ok(()))
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = &mut *self;
         if !this.close_sent {
             // a normal close (1000), unless the handshake already started
-            if ready!(Pin::new(&mut this.ws).poll_ready(cx)).is_ok() {
-                let _ = Pin::new(&mut this.ws).start_send(Message::Close(Some(CloseFrame {
-                    code: CloseCode::Normal,
-                    reason: "".into(),
-                })));
-            }
             this.close_sent = true;
+            this.queue(&Frame::close(1000, ""));
         }
-        match ready!(Pin::new(&mut this.ws).poll_close(cx)) {
-            Ok(()) | Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => Poll::Ready(Ok(())),
-            Err(e) => Poll::Ready(Err(sink_error(e, &this.info))),
+        if this.write_dead {
+            return Poll::Ready(Ok(()));
+        }
+        match ready!(this.poll_flush_all(cx)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            // the peer is already gone: the link is closed all the same
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::NotConnected
+                        | io::ErrorKind::WriteZero
+                ) =>
+            {
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => Poll::Ready(Err(this.write_error(e))),
         }
     }
 }

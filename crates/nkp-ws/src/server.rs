@@ -3,8 +3,8 @@
 use base64::Engine;
 use futures_core::future::BoxFuture;
 use http::header::{
-    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
-    SEC_WEBSOCKET_VERSION, UPGRADE,
+    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -13,10 +13,10 @@ use nkp_core::{Accepted, BoxLink, Error, LinkInfo, TransportKind};
 use nkp_http::{Body, RouteContext, RouteHandler, Routed, status_response};
 use sha1::{Digest, Sha1};
 use tokio::sync::mpsc;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
-use crate::link::{BoxIo, WsLink, ws_config};
+use crate::deflate::{DeflateParams, accept_offer};
+use crate::frame::Role;
+use crate::link::{BoxIo, WsLink};
 
 /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
 ///
@@ -38,6 +38,7 @@ pub(crate) struct PendingWs {
     ctx: RouteContext,
     transport: TransportKind,
     max_message_size: usize,
+    deflate: Option<DeflateParams>,
 }
 
 impl From<PendingWs> for Accepted {
@@ -50,19 +51,13 @@ impl From<PendingWs> for Accepted {
                 )))
             })?;
             let io: BoxIo = Box::new(TokioIo::new(upgraded));
-            let ws = WebSocketStream::from_raw_socket(
-                io,
-                Role::Server,
-                Some(ws_config(p.max_message_size)),
-            )
-            .await;
             let mut info = LinkInfo::new(p.transport, p.ctx.local, p.ctx.remote);
             info.meta.host = p.ctx.host.clone();
             info.meta.path = Some(p.ctx.path.clone());
             info.meta.ws_proto = p.ctx.ws_proto.clone();
             let slot = p.ctx.slot.clone();
-            let link: BoxLink =
-                Box::new(WsLink::new(ws, info, p.max_message_size).with_guard(slot));
+            let link = WsLink::new(io, Role::Server, info, p.max_message_size, p.deflate, &[]);
+            let link: BoxLink = Box::new(link.with_guard(slot));
             Ok(link)
         }))
     }
@@ -73,6 +68,8 @@ pub(crate) struct WsHandler {
     pub(crate) tx: mpsc::Sender<PendingWs>,
     pub(crate) transport: TransportKind,
     pub(crate) max_message_size: usize,
+    /// Accept a client's permessage-deflate offer (option `ws_deflate`).
+    pub(crate) deflate: bool,
 }
 
 fn bad_request(why: &str) -> Routed {
@@ -88,6 +85,7 @@ impl RouteHandler for WsHandler {
         let tx = self.tx.clone();
         let transport = self.transport;
         let max_message_size = self.max_message_size;
+        let deflate_on = self.deflate;
         Box::pin(async move {
             if req.method() != Method::GET {
                 return bad_request("method is not GET");
@@ -120,6 +118,17 @@ impl RouteHandler for WsHandler {
                 Ok(p) => p,
                 Err(_) => return Routed::Decline(req),
             };
+            // permessage-deflate: the first acceptable offer, when the listener allows it
+            let deflate = if deflate_on {
+                accept_offer(
+                    req.headers()
+                        .get_all(SEC_WEBSOCKET_EXTENSIONS)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok()),
+                )
+            } else {
+                None
+            };
             let upgrade = hyper::upgrade::on(&mut req);
             let proto = ctx.ws_proto.clone();
             permit.send(PendingWs {
@@ -127,6 +136,7 @@ impl RouteHandler for WsHandler {
                 ctx,
                 transport,
                 max_message_size,
+                deflate: deflate.as_ref().map(|(p, _)| *p),
             });
             let mut resp = Response::new(Body::empty());
             *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -140,6 +150,11 @@ impl RouteHandler for WsHandler {
                 && let Ok(v) = HeaderValue::from_str(&p)
             {
                 h.insert(SEC_WEBSOCKET_PROTOCOL, v);
+            }
+            if let Some((_, answer)) = deflate
+                && let Ok(v) = HeaderValue::from_str(&answer)
+            {
+                h.insert(SEC_WEBSOCKET_EXTENSIONS, v);
             }
             Routed::Response(resp)
         })

@@ -159,6 +159,7 @@ impl Transport for WsTransport {
                 tx,
                 transport: req.transport,
                 max_message_size: opts.effective_max_message_size(),
+                deflate: opts.ws_deflate == Some(true),
             });
             let attachment = servers.attach(
                 req.addr,

@@ -302,3 +302,157 @@ async fn ws_control_frames_and_large_messages() {
     let _ = StopReason::Normal;
     nk.shutdown().await;
 }
+
+/// permessage-deflate through the facade: `ws_deflate=true` as a URI parameter on the
+/// listener and on the client; then with deflate on one side only (no compression).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_deflate_through_the_facade() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The 101 response head to a raw upgrade offering permessage-deflate.
+    async fn offer_answer(port: u16) -> String {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = Vec::new();
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut c = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut c))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0);
+            buf.extend_from_slice(&c[..n]);
+        }
+        String::from_utf8_lossy(&buf).to_ascii_lowercase()
+    }
+
+    let big = Bytes::from(
+        (0..4000)
+            .flat_map(|i| format!("compressible line {};", i % 100).into_bytes())
+            .collect::<Vec<u8>>(),
+    );
+    for (server, client) in [(true, true), (true, false), (false, true)] {
+        let nk = node();
+        let mut r = Reports::new();
+        let l = nk
+            .start_listener(
+                format!("test://127.0.0.1:0;transport=ws;ws_deflate={server}"),
+                r.opts("l", "d"),
+            )
+            .await
+            .unwrap();
+        r.expect("l", "listen_init", is_listen_init).await;
+        let p = l.info().port();
+        // the listener option reached the transport: an offer is accepted only with it
+        let head = offer_answer(p).await;
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert_eq!(
+            head.contains("sec-websocket-extensions: permessage-deflate"),
+            server,
+            "{head}"
+        );
+        // the raw connection shows up as a connection too, and stops when dropped
+        r.expect("l", "conn_init of the raw client", is_conn_init)
+            .await;
+        assert_eq!(stops(&mut r, 1, 2.0).await.len(), 1);
+        let c = nk
+            .connect(
+                format!("test://127.0.0.1:{p};transport=ws;ws_deflate={client}"),
+                r.opts("c", "d"),
+            )
+            .await
+            .unwrap();
+        let got = r.collect(2, 2.0).await;
+        assert!(got.iter().all(|(_, e)| is_conn_init(e)), "{got:?}");
+        for _ in 0..3 {
+            c.send(Frame::text("hello deflate")).await.unwrap();
+            r.expect(
+                "l",
+                "text",
+                |e| matches!(e, Ev::Parse(Frame::Text(t)) if t == "hello deflate"),
+            )
+            .await;
+            c.send(Frame::Binary(big.clone())).await.unwrap();
+            let want = big.clone();
+            r.expect(
+                "l",
+                "big",
+                move |e| matches!(e, Ev::Parse(Frame::Binary(b)) if *b == want),
+            )
+            .await;
+        }
+        // and back from the server
+        let s = nk
+            .connections()
+            .into_iter()
+            .find(|x| *x != c && x.info().remote() == c.info().local())
+            .unwrap();
+        s.send(Frame::Binary(big.clone())).await.unwrap();
+        let want = big.clone();
+        r.expect(
+            "c",
+            "big back",
+            move |e| matches!(e, Ev::Parse(Frame::Binary(b)) if *b == want),
+        )
+        .await;
+        nk.shutdown().await;
+    }
+
+    // the client option reached the transport: a fake server sees the offer, accepts it,
+    // and a large message arrives compressed (RSV1)
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fp = fake.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = fake.accept().await.unwrap();
+        let mut buf = Vec::new();
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut c = [0u8; 1024];
+            let n = s.read(&mut c).await.unwrap();
+            assert!(n > 0);
+            buf.extend_from_slice(&c[..n]);
+        }
+        let head = String::from_utf8(buf).unwrap();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap()
+            .to_string();
+        let resp = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+            nkp_ws::accept_key(&key)
+        );
+        s.write_all(resp.as_bytes()).await.unwrap();
+        let mut first = [0u8; 2];
+        s.read_exact(&mut first).await.unwrap();
+        (head, first[0])
+    });
+    let nk = node();
+    let r = Reports::new();
+    let c = nk
+        .connect(
+            format!("test://127.0.0.1:{fp};transport=ws;ws_deflate=true"),
+            r.opts("c", "d"),
+        )
+        .await
+        .unwrap();
+    c.send(Frame::Binary(big.clone())).await.unwrap();
+    let (head, b0) = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        head.contains("Sec-WebSocket-Extensions: permessage-deflate"),
+        "{head}"
+    );
+    assert_eq!(b0, 0x80 | 0x40 | 0x2, "FIN, RSV1, binary");
+    nk.shutdown().await;
+}

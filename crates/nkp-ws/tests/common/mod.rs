@@ -147,6 +147,8 @@ pub async fn echo(link: &mut BoxLink, f: Frame) {
 pub struct Raw {
     pub stream: TcpStream,
     pub buf: Vec<u8>,
+    /// The RSV bits (`0x70` mask of the first byte) of the last frame read.
+    pub last_rsv: u8,
 }
 
 impl Raw {
@@ -158,6 +160,7 @@ impl Raw {
         let mut raw = Raw {
             stream,
             buf: Vec::new(),
+            last_rsv: 0,
         };
         let head = tokio::time::timeout(WAIT, async {
             loop {
@@ -191,7 +194,12 @@ impl Raw {
 
     /// Writes one masked frame.
     pub async fn write_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
-        let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
+        self.write_frame_rsv(fin, 0, opcode, payload).await
+    }
+
+    /// Writes one masked frame with RSV bits (`0x40` is RSV1).
+    pub async fn write_frame_rsv(&mut self, fin: bool, rsv: u8, opcode: u8, payload: &[u8]) {
+        let mut f = vec![(if fin { 0x80 } else { 0 }) | (rsv & 0x70) | opcode];
         let len = payload.len();
         if len < 126 {
             f.push(0x80 | len as u8);
@@ -213,6 +221,7 @@ impl Raw {
         tokio::time::timeout(WAIT, async {
             loop {
                 if let Some((frame, used)) = parse(&self.buf) {
+                    self.last_rsv = self.buf[0] & 0x70;
                     self.buf.drain(..used);
                     return Some(frame);
                 }
