@@ -10,6 +10,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError, upgrade};
 use http_body_util::Empty;
@@ -32,6 +33,10 @@ use crate::client::{Plan, Samples};
 /// Largest message either side accepts (nkpacket's default `max_message_size`).
 pub const MAX_MESSAGE: usize = 16 << 20;
 
+/// Longest a client waits for the opening handshake or for one [`Conn::ping`] (the echo
+/// loop itself is bounded by the suite): a server that stops answering fails the row.
+pub const CLIENT_WAIT: Duration = Duration::from_secs(10);
+
 /// WebSocket over TCP.
 pub struct Ws;
 
@@ -40,6 +45,13 @@ pub struct Wss;
 
 fn bad(what: impl std::fmt::Display) -> io::Error {
     io::Error::other(what.to_string())
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{what} took over {CLIENT_WAIT:?}"),
+    )
 }
 
 fn ws_err(e: WebSocketError) -> io::Error {
@@ -181,7 +193,7 @@ where
 }
 
 /// Answers a WebSocket upgrade request (101) and spawns the echo of the upgraded
-/// connection; any other request gets fastwebsockets' error (400 from hyper).
+/// connection; any other request is an error, on which hyper closes the connection.
 async fn upgrade_request(
     mut req: Request<Incoming>,
 ) -> Result<hyper::Response<Empty<Bytes>>, WebSocketError> {
@@ -246,8 +258,11 @@ impl WsConn {
             .header("Sec-WebSocket-Version", "13")
             .body(Empty::<Bytes>::new())
             .map_err(bad)?;
-        let (mut ws, _) = fastwebsockets::handshake::client(&TokioExecutor::new(), req, io)
+        let executor = TokioExecutor::new();
+        let handshake = fastwebsockets::handshake::client(&executor, req, io);
+        let (mut ws, _) = tokio::time::timeout(CLIENT_WAIT, handshake)
             .await
+            .map_err(|_| timed_out("the websocket handshake"))?
             .map_err(ws_err)?;
         ws.set_auto_close(true);
         ws.set_auto_pong(true);
@@ -321,6 +336,63 @@ impl Conn for WsConn {
     }
 
     fn ping<'a>(&'a mut self, wire: &'a [u8]) -> BoxFut<'a, io::Result<()>> {
-        Box::pin(self.round_trip(wire))
+        Box::pin(async move {
+            tokio::time::timeout(CLIENT_WAIT, self.round_trip(wire))
+                .await
+                .map_err(|_| timed_out("the echo"))?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn echo_through_baseline(t: &dyn Transport) {
+        let dir =
+            std::env::temp_dir().join(format!("nkp-bench-ws-{}-{}", t.name(), std::process::id()));
+        nkpacket::tls::write_self_signed(&dir, &["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let certs = Certs::in_dir(&dir);
+        let ctx = ClientCtx {
+            tls: tls::client_config(&certs).unwrap(),
+        };
+        let (addr, serve) = t.baseline(&certs).await.unwrap();
+        let server = tokio::spawn(serve);
+        let mut conn = t.connect(addr, &ctx).await.unwrap();
+        for size in [1, 64, 1024, 70_000] {
+            conn.ping(&vec![b'x'; size]).await.unwrap();
+        }
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn ws_baseline_echoes() {
+        echo_through_baseline(&Ws).await;
+    }
+
+    #[tokio::test]
+    async fn wss_baseline_echoes() {
+        echo_through_baseline(&Wss).await;
+    }
+
+    #[tokio::test]
+    async fn plain_tcp_is_not_a_websocket() {
+        let (addr, serve) = Ws
+            .baseline(&Certs::in_dir(std::path::Path::new("/nonexistent")))
+            .await
+            .unwrap();
+        let server = tokio::spawn(serve);
+        // A raw TCP echo would answer these bytes; the baseline wants an HTTP upgrade first.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 64];
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(b"\x82\x05hello").await.unwrap();
+        let n = tokio::time::timeout(CLIENT_WAIT, s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert!(!buf[..n].starts_with(b"hello") && !buf[..n].windows(5).any(|w| w == b"hello"));
+        server.abort();
     }
 }
