@@ -38,7 +38,9 @@ pub struct Samples {
 }
 
 impl Samples {
-    fn record(&mut self, started: Instant, rtt: Duration, plan: &Plan) {
+    /// Counts a round trip started at `started` that took `rtt`, unless it began in the
+    /// warm-up.
+    pub fn record(&mut self, started: Instant, rtt: Duration, plan: &Plan) {
         if started >= plan.warm_until {
             self.msgs += 1;
             self.lat_ns

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! nkp-bench run [--quick] [--rounds N] [--secs S] [--idle-conns N] [--only a,b] [--out FILE]
-//! nkp-bench serve <nk|base> <udp|tcp|tcp4|tls|stun> --cert-dir DIR
+//! nkp-bench serve <nk|base> <udp|tcp|tcp4|tls|ws|wss|stun> --cert-dir DIR
 //! ```
 //!
 //! `run` (what `cargo xtask bench` runs) starts each server as a separate process (`serve`),
@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage: nkp-bench run [--quick] [--rounds N] [--secs S] [--idle-conns N] [--only ROW,ROW] [--out FILE]
-       nkp-bench serve <nk|base> <udp|tcp|tcp4|tls|stun> --cert-dir DIR
+       nkp-bench serve <nk|base> <udp|tcp|tcp4|tls|ws|wss|stun> --cert-dir DIR
 
 run     every row, nkpacket and its baseline alternately; prints a Markdown report
         --quick        2 rounds of 0.3 s, 2000 idle connections (development)

@@ -1,9 +1,9 @@
 //! The transports under test, one module each, all listed in [`all`].
 //!
 //! A transport says how the nkpacket echo server listens (a URI), how the hand-written
-//! baseline server is written (plain tokio, tokio-util, tokio-rustls), and how the load
+//! baseline server is written (plain tokio, tokio-util, tokio-rustls, fastwebsockets), and how the load
 //! client connects ([`Transport::connect`], returning a [`Conn`]). Which measurements apply
-//! to it is [`Rows`]. Adding a transport (ws, wss) is adding a module here and one line to
+//! to it is [`Rows`]. Adding a transport is adding a module here and one line to
 //! [`all`]; the suite, the server processes and the report pick it up by name.
 
 use std::future::Future;
@@ -18,6 +18,7 @@ use crate::client::{Plan, Samples};
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod ws;
 
 /// A boxed, sendable future.
 pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -75,7 +76,7 @@ pub trait Conn: Send {
 
 /// A transport under test.
 pub trait Transport: Send + Sync {
-    /// Row name (`udp`, `tcp`, `tcp4`, `tls`; later `ws`, `wss`).
+    /// Row name (`udp`, `tcp`, `tcp4`, `tls`, `ws`, `wss`).
     fn name(&self) -> &'static str;
 
     /// Measurements that apply.
@@ -104,13 +105,15 @@ pub trait Transport: Send + Sync {
     ) -> BoxFut<'static, io::Result<Box<dyn Conn>>>;
 }
 
-/// Every transport of the suite, in report order. Add ws and wss here.
+/// Every transport of the suite, in report order.
 pub fn all() -> Vec<Box<dyn Transport>> {
     vec![
         Box::new(udp::Udp),
         Box::new(tcp::Tcp::raw()),
         Box::new(tcp::Tcp::prefix4()),
         Box::new(tls::Tls),
+        Box::new(ws::Ws),
+        Box::new(ws::Wss),
     ]
 }
 
