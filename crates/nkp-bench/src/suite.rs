@@ -235,11 +235,18 @@ async fn connect_all(
 ) -> Result<Vec<Box<dyn Conn>>, String> {
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut c = t
-            .connect(addr, ctx)
+        // bounded for every transport: a server that stops answering fails the row
+        let one = async {
+            let mut c = t
+                .connect(addr, ctx)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            c.ping(wire).await.map_err(|e| format!("first echo: {e}"))?;
+            Ok::<_, String>(c)
+        };
+        let c = tokio::time::timeout(STUCK_AFTER, one)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
-        c.ping(wire).await.map_err(|e| format!("first echo: {e}"))?;
+            .map_err(|_| format!("connect and first echo: no answer within {STUCK_AFTER:?}"))??;
         conns.push(c);
     }
     Ok(conns)
