@@ -202,7 +202,7 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, mut setup: Box<ConnSetup>) {
             return;
         }
     };
-    async move {
+    let task = async move {
         // Captures `rest` whole (not field by field), so that nothing of it stays behind
         // in this function's future.
         let _ = &rest;
@@ -217,9 +217,14 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, mut setup: Box<ConnSetup>) {
         let Rest { slot, done, .. } = rest;
         drop(slot);
         done.cancel();
+    };
+    if span.is_disabled() {
+        // No subscriber wants it: entering and leaving it on every poll would still cost
+        // ~100 instructions per message.
+        task.await
+    } else {
+        task.instrument(span).await
     }
-    .instrument(span)
-    .await
 }
 
 /// Builds the engine of a connection whose link is established; `Err` (with the link, to

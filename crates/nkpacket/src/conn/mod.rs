@@ -389,7 +389,10 @@ impl Connection {
     /// every poll); returns whether the flag was set (and clears it).
     pub(crate) fn take_fired(&self, waker: &Waker) -> bool {
         self.shared.task_waker.register(waker);
-        self.shared.fired.swap(false, Ordering::AcqRel)
+        // A load first: no locked instruction while nothing happened (the common case).
+        // Cleared before the sources are looked at, so a signal that comes meanwhile is
+        // not lost.
+        self.shared.fired.load(Ordering::Acquire) && self.shared.fired.swap(false, Ordering::AcqRel)
     }
 
     /// Takes the next queued command (connection task).
