@@ -48,6 +48,7 @@
 mod intercept;
 mod link;
 mod listener;
+mod queue;
 mod socket;
 mod sockopt;
 

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use futures_core::Stream;
 use futures_core::future::BoxFuture;
 use futures_sink::Sink;
-use tokio::sync::mpsc;
 
 use nkp_core::{Error, Frame, Link, LinkInfo, Options, TransportKind};
 
@@ -37,7 +36,7 @@ pub struct UdpLink {
     shared: Arc<Shared>,
     id: u64,
     max_size: usize,
-    rx: mpsc::Receiver<Bytes>,
+    rx: crate::queue::Receiver,
     pending: Vec<Bytes>,
     flushing: Option<BoxFuture<'static, Result<(), Error>>>,
     /// The receive task of an ephemeral link's own socket.
@@ -60,7 +59,7 @@ impl UdpLink {
         remote: SocketAddr,
         id: u64,
         max_size: usize,
-        rx: mpsc::Receiver<Bytes>,
+        rx: crate::queue::Receiver,
     ) -> Self {
         UdpLink {
             info: LinkInfo::new(TransportKind::Udp, shared.local(), remote),

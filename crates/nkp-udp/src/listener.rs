@@ -22,6 +22,7 @@ use nkp_core::{Accepted, BoxLink, Error, Listener, Options};
 
 use crate::intercept::{DatagramInterceptor, Intercept};
 use crate::link::UdpLink;
+use crate::queue;
 use crate::socket::{MAX_UDP_PAYLOAD, RecvBuf, Sock, is_transient, send_error};
 
 /// Consecutive hard receive errors after which a receive task gives up.
@@ -73,12 +74,14 @@ pub struct UdpStats {
 /// One demultiplexing entry: the queue of a live link.
 struct PeerEntry {
     id: u64,
-    tx: mpsc::Sender<Bytes>,
+    tx: queue::Sender,
 }
 
 #[derive(Default)]
 struct Peers {
-    map: HashMap<SocketAddr, PeerEntry>,
+    /// Looked up for every datagram: foldhash (randomly seeded per map) instead of SipHash,
+    /// ~200 instructions less per datagram.
+    map: HashMap<SocketAddr, PeerEntry, foldhash::fast::RandomState>,
     closed: bool,
 }
 
@@ -137,10 +140,10 @@ impl Shared {
         max_size: usize,
         first: Option<Bytes>,
     ) -> Option<UdpLink> {
-        let (tx, rx) = mpsc::channel(self.link_queue);
+        let (tx, rx) = queue::queue(self.link_queue);
         if let Some(d) = first {
-            // A fresh channel has room for one.
-            let _ = tx.try_send(d);
+            // A fresh queue has room for one.
+            let _ = tx.try_push(d);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
@@ -225,14 +228,14 @@ impl Shared {
         {
             let mut peers = self.peers.lock();
             if let Some(entry) = peers.map.get(&from) {
-                match entry.tx.try_send(data) {
+                match entry.tx.try_push(data) {
                     Ok(()) => return true,
-                    Err(TrySendError::Full(_)) => {
+                    Err(queue::PushError::Full) => {
                         bump(&self.counters.dropped_queue_full);
                         tracing::debug!(%from, "link queue full: datagram dropped");
                         return true;
                     }
-                    Err(TrySendError::Closed(d)) => {
+                    Err(queue::PushError::Closed(d)) => {
                         peers.map.remove(&from);
                         data = d;
                     }

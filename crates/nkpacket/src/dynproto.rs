@@ -67,7 +67,7 @@ impl<P: Protocol> DynProtocol for Erased<P> {
         self.0.framing()
     }
     fn spawn(&self, setup: ConnSetup) {
-        tokio::spawn(engine::run(self.0.clone(), setup));
+        tokio::spawn(engine::run(self.0.clone(), Box::new(setup)));
     }
     fn listen_init(&self, listener: &ListenerInfo) {
         let _ = guarded("listen_init", || self.0.listen_init(listener));

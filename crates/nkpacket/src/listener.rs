@@ -258,10 +258,10 @@ pub(crate) fn spawn(table: &Arc<ListenerTable>, start: ListenerStart) -> Listene
         external_url: start.external_url,
     }));
     let (ctl_tx, ctl_rx) = mpsc::channel(64);
-    let cancel = match &info.options().monitor {
-        Some(m) => m.child_token(),
-        None => CancellationToken::new(),
-    };
+    // A child of the node's shutdown token: a connection of this listener then watches
+    // one token, which fires when the listener stops and when the node shuts down.
+    let cancel = start.shutdown.child_token();
+    let monitor = info.options().monitor.clone();
     let handle = ListenerHandle {
         info: info.clone(),
         ctl: ctl_tx,
@@ -284,6 +284,7 @@ pub(crate) fn spawn(table: &Arc<ListenerTable>, start: ListenerStart) -> Listene
         inbound,
         conns: start.conns,
         shutdown: start.shutdown,
+        monitor,
         cancel,
         done: handle.done.clone(),
         table: table.clone(),
@@ -304,6 +305,9 @@ struct ListenerTask {
     inbound: Arc<Options>,
     conns: Arc<ConnectionTable>,
     shutdown: CancellationToken,
+    /// The listener stops when this is cancelled (option `monitor`).
+    monitor: Option<CancellationToken>,
+    /// Cancelled when the listener stops (and, as its child, when the node shuts down).
     cancel: CancellationToken,
     done: CancellationToken,
     table: Arc<ListenerTable>,
@@ -314,8 +318,14 @@ impl ListenerTask {
         let reason = loop {
             tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => break StopReason::Normal,
-                _ = self.shutdown.cancelled() => break StopReason::Shutdown,
+                _ = self.cancel.cancelled() => {
+                    break if self.shutdown.is_cancelled() {
+                        StopReason::Shutdown
+                    } else {
+                        StopReason::Normal
+                    };
+                }
+                _ = monitor_ended(&self.monitor) => break StopReason::Normal,
                 cmd = ctl.recv() => match cmd {
                     Some(ListenerCtl::Open { remote, options, reply }) => {
                         let _ = reply.send(self.socket.open(remote, options));
@@ -367,7 +377,13 @@ impl ListenerTask {
         }
         self.restarts.push(now);
         tokio::select! {
-            _ = self.cancel.cancelled() => return Err(StopReason::Normal),
+            _ = self.cancel.cancelled() => {
+                return Err(if self.shutdown.is_cancelled() {
+                    StopReason::Shutdown
+                } else {
+                    StopReason::Normal
+                });
+            }
             _ = tokio::time::sleep(RESTART_DELAY) => {}
         }
         match rebind().await {
@@ -420,6 +436,13 @@ impl ListenerTask {
                 .max_connections_per_ip
                 .map(|limit| (self.per_ip.clone(), limit)),
         });
+    }
+}
+
+async fn monitor_ended(monitor: &Option<CancellationToken>) {
+    match monitor {
+        Some(m) => m.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 

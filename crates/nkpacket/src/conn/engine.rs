@@ -6,20 +6,24 @@
 //! while the task was busy is encoded and written before one flush.
 
 use std::any::{Any, type_name};
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_core::Stream;
+use futures_util::{Sink, SinkExt};
 use nkp_core::{BoxLink, Error, Frame, Options, TransportKind};
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::Instrument;
 
 use super::keepalive::{Keepalive, KeepaliveStep};
-use super::table::{ConnKey, IpCounter, Slot};
+use super::table::{ConnKey, IpCounter, IpSlot, Slot};
 use super::{Command, ConnInfo, Connection, Direction, LinkSource, Outgoing};
 use crate::dynproto::guarded;
 use crate::metrics::ConnMetrics;
@@ -64,19 +68,53 @@ struct Engine<P: Protocol> {
     info: ConnInfo,
     conn: Connection,
     link: BoxLink,
-    rx: mpsc::Receiver<Command>,
+    /// Sets the connection's `fired` flag and wakes the task: the waker every source
+    /// besides the link (stop tokens, timers) is polled with (see `poll_event`).
+    signal: Waker,
     idle: Option<Duration>,
     deadline: Instant,
+    /// The idle timer (made when an idle timeout is set).
+    idle_sleep: Option<Pin<Box<Sleep>>>,
+    /// The keepalive timer (made when keepalives are on).
+    ka_sleep: Option<Pin<Box<Sleep>>>,
     send_timeout: Option<Duration>,
     send_timeout_close: bool,
     bridge: Option<(Connection, BridgeDir)>,
+    /// Fires when the bridge peer ends.
+    bridge_down: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     /// A command taken from the queue while batching writes, to handle next.
     stashed: Option<Command>,
     /// The idle duration changed: the sleep must be re-armed (it may need to fire earlier).
     rearm: bool,
+    /// Poll the signalled sources on the next wake-up even if `fired` is not set (one
+    /// of them was ready, or was re-armed, or a command was taken).
+    recheck: bool,
     budget: Duration,
     metrics: ConnMetrics,
     keepalive: Keepalive,
+}
+
+impl<P: Protocol> Drop for Engine<P> {
+    fn drop(&mut self) {
+        // Commands still queued are dropped (their senders learn the connection is gone),
+        // and later ones are refused.
+        self.conn.close_queue();
+    }
+}
+
+/// What woke the connection task.
+enum Event {
+    /// The listener or the node stopped.
+    Stopped,
+    /// The monitor token was cancelled.
+    MonitorEnded,
+    BridgeDown,
+    Command(Command),
+    Frame(Frame),
+    LinkFailed(Error),
+    PeerClosed,
+    KeepaliveDue,
+    IdleDue,
 }
 
 /// Runs a protocol callback: a panic, or a callback that kept its thread longer than
@@ -112,9 +150,92 @@ async fn cancelled(token: &Option<CancellationToken>) {
     }
 }
 
-pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
+/// What the connection task keeps besides its engine.
+struct Rest {
+    ready: Option<oneshot::Sender<Result<Connection, Error>>>,
+    listener_stop: Option<CancellationToken>,
+    monitor: Option<CancellationToken>,
+    shutdown: CancellationToken,
+    slot: Slot,
+    done: CancellationToken,
+    _ip_slot: Option<IpSlot>,
+}
+
+/// The connection task.
+///
+/// Its future is allocated for every connection and lives as long as it: the setup comes
+/// boxed (dropped once the engine is built), the engine is stored once and run by
+/// reference, and the rarely used paths are boxed, so that an idle connection costs little.
+pub(crate) async fn run<P: Protocol>(proto: Arc<P>, mut setup: Box<ConnSetup>) {
+    let link = match std::mem::replace(&mut setup.link, LinkSource::Taken) {
+        LinkSource::Ready(l) => l,
+        LinkSource::Pending(handshake) => {
+            let r = {
+                let s = &*setup;
+                tokio::select! {
+                    r = handshake => r,
+                    _ = cancelled(&s.listener_stop) => Err(Error::Closed(Some("listener stopped".into()))),
+                    _ = s.shutdown.cancelled() => Err(Error::Closed(Some("shutting down".into()))),
+                }
+            };
+            match r {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(error = %e, "incoming handshake failed");
+                    if let Some(r) = setup.ready.take() {
+                        let _ = r.send(Err(e));
+                    }
+                    return;
+                }
+            }
+        }
+        LinkSource::Taken => return,
+    };
+    // No `await` inside this match: its scrutinee (the whole engine) would be kept in the
+    // task's future for the connection's life.
+    let (mut engine, mut rest, span) = match start(proto, link, setup) {
+        Ok(started) => started,
+        Err(mut link) => {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, link.close()).await;
+            });
+            return;
+        }
+    };
+    let task = async move {
+        // Captures `rest` whole (not field by field), so that nothing of it stays behind
+        // in this function's future.
+        let _ = &rest;
+        let ready = rest.ready.take();
+        let (listener_stop, monitor) = (rest.listener_stop.take(), rest.monitor.take());
+        engine
+            .main(ready, listener_stop, monitor, &rest.shutdown)
+            .await;
+        // The link is closed; the queue closes with the engine. Dropping the slot
+        // unregisters the connection; then tell waiters it is gone.
+        drop(engine);
+        let Rest { slot, done, .. } = rest;
+        drop(slot);
+        done.cancel();
+    };
+    if span.is_disabled() {
+        // No subscriber wants it: entering and leaving it on every poll would still cost
+        // ~100 instructions per message.
+        task.await
+    } else {
+        task.instrument(span).await
+    }
+}
+
+/// Builds the engine of a connection whose link is established; `Err` (with the link, to
+/// close) when the listener's per-source-IP cap refuses it.
+fn start<P: Protocol>(
+    proto: Arc<P>,
+    link: BoxLink,
+    setup: Box<ConnSetup>,
+) -> Result<(Engine<P>, Rest, tracing::Span), BoxLink> {
     let ConnSetup {
-        link,
+        link: _,
         id,
         domain,
         protocol_name,
@@ -125,35 +246,14 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
         listener_stop,
         shutdown,
         mut slot,
-        mut ready,
+        ready,
         callback_budget,
         per_ip,
-    } = setup;
+    } = *setup;
     let monitor = options.monitor.clone();
 
-    let link = match link {
-        LinkSource::Ready(l) => l,
-        LinkSource::Pending(handshake) => {
-            let r = tokio::select! {
-                r = handshake => r,
-                _ = cancelled(&listener_stop) => Err(Error::Closed(Some("listener stopped".into()))),
-                _ = shutdown.cancelled() => Err(Error::Closed(Some("shutting down".into()))),
-            };
-            match r {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::debug!(error = %e, "incoming handshake failed");
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(Err(e));
-                    }
-                    return;
-                }
-            }
-        }
-    };
-
     // The listener's per-source-IP cap, checked once the peer's address is known.
-    let _ip_slot = match &per_ip {
+    let ip_slot = match &per_ip {
         Some((counter, limit)) => match counter.acquire(link.info().remote.ip(), *limit) {
             Some(g) => Some(g),
             None => {
@@ -163,9 +263,7 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
                     listener_id.as_deref().unwrap_or_default(),
                     "per_ip",
                 );
-                let mut link = link;
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, link.close()).await;
-                return;
+                return Err(link);
             }
         },
         None => None,
@@ -183,9 +281,8 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
         user_state,
     );
     let span = tracing::debug_span!("conn", conn = %info, domain = info.domain());
-    let (tx, rx) = mpsc::channel(nkp_core::options::defaults::SEND_QUEUE);
     let done = CancellationToken::new();
-    let conn = Connection::new(info.clone(), tx, done.clone(), options.send_timeout);
+    let conn = Connection::new(info.clone(), done.clone(), options.send_timeout);
     if let Some(task) = tokio::task::try_id() {
         conn.set_task(task);
     }
@@ -201,40 +298,49 @@ pub(crate) async fn run<P: Protocol>(proto: Arc<P>, setup: ConnSetup) {
     let idle = options.effective_idle_timeout(info.transport());
     let metrics = ConnMetrics::start(&info);
     let keepalive = Keepalive::new(&options, info.transport());
+    let deadline = Instant::now() + idle.unwrap_or(Duration::ZERO);
     let engine = Engine {
         proto,
         info,
+        signal: conn.signal_waker(),
         conn,
         link,
-        rx,
         idle,
-        deadline: Instant::now() + idle.unwrap_or(Duration::ZERO),
+        deadline,
+        idle_sleep: idle.map(|_| Box::pin(tokio::time::sleep_until(deadline))),
+        ka_sleep: keepalive
+            .enabled()
+            .then(|| Box::pin(tokio::time::sleep_until(keepalive.next_event()))),
         send_timeout: options.send_timeout,
         send_timeout_close: options.send_timeout_close.unwrap_or(false),
         bridge: None,
+        bridge_down: None,
         stashed: None,
         rearm: false,
+        recheck: true,
         budget: callback_budget,
         metrics,
         keepalive,
     };
-    async move {
-        engine.main(ready, listener_stop, monitor, shutdown).await;
-        // Dropping the slot unregisters the connection; then tell waiters it is gone.
-        drop(slot);
-        done.cancel();
-    }
-    .instrument(span)
-    .await
+    let rest = Rest {
+        ready,
+        listener_stop,
+        monitor,
+        shutdown,
+        slot,
+        done,
+        _ip_slot: ip_slot,
+    };
+    Ok((engine, rest, span))
 }
 
 impl<P: Protocol> Engine<P> {
     async fn main(
-        mut self,
+        &mut self,
         ready: Option<oneshot::Sender<Result<Connection, Error>>>,
         listener_stop: Option<CancellationToken>,
         monitor: Option<CancellationToken>,
-        shutdown: CancellationToken,
+        shutdown: &CancellationToken,
     ) {
         let budget = self.budget;
         let mut state = match call(budget, "conn_init", || self.proto.conn_init(&self.info)) {
@@ -248,7 +354,7 @@ impl<P: Protocol> Engine<P> {
                 if let Some(r) = ready {
                     let _ = r.send(Ok(self.conn.clone()));
                 }
-                self.finish(reason, None).await;
+                Box::pin(self.finish(reason, None)).await;
                 return;
             }
             Err(reason) => {
@@ -258,7 +364,7 @@ impl<P: Protocol> Engine<P> {
                         other => Error::Protocol(other.to_string()),
                     }));
                 }
-                self.finish(reason, None).await;
+                Box::pin(self.finish(reason, None)).await;
                 return;
             }
         };
@@ -267,27 +373,30 @@ impl<P: Protocol> Engine<P> {
         {
             // The caller gave up (a lost Happy Eyeballs race, a cancelled connect): nobody
             // holds this connection, so it must not linger.
-            self.finish(StopReason::Normal, Some(state)).await;
+            Box::pin(self.finish(StopReason::Normal, Some(state))).await;
             return;
         }
         tracing::debug!("connection started");
 
-        let sleep = tokio::time::sleep_until(self.deadline);
-        tokio::pin!(sleep);
-        let ka_sleep = tokio::time::sleep_until(self.keepalive.next_event());
-        tokio::pin!(ka_sleep);
-        // Made once: each one registers a waiter on its token; rebuilding them every
-        // iteration costs a lock round trip per message.
-        let listener_stopped = cancelled(&listener_stop);
-        tokio::pin!(listener_stopped);
-        let shutting_down = shutdown.cancelled();
-        tokio::pin!(shutting_down);
-        let monitor_ended = cancelled(&monitor);
-        tokio::pin!(monitor_ended);
+        // One stop token: a listener's token is a child of the node's shutdown token, so
+        // it fires on both; which one it was is read from `shutdown` afterwards.
+        let on_listener = listener_stop.is_some();
+        let stopped = listener_stop
+            .unwrap_or_else(|| shutdown.clone())
+            .cancelled_owned();
+        let mut stopped = pin!(stopped);
+        let mut monitor_ended = pin!(monitor.map(CancellationToken::cancelled_owned));
         let reason = loop {
             if self.rearm {
                 self.rearm = false;
-                sleep.as_mut().reset(self.deadline);
+                match (&mut self.idle_sleep, self.idle) {
+                    (Some(s), Some(_)) => s.as_mut().reset(self.deadline),
+                    (None, Some(_)) => {
+                        self.idle_sleep = Some(Box::pin(tokio::time::sleep_until(self.deadline)))
+                    }
+                    (_, None) => self.idle_sleep = None,
+                }
+                self.recheck = true;
             }
             if let Some(cmd) = self.stashed.take() {
                 if let Some(r) = self.command(cmd, &mut state).await {
@@ -295,71 +404,76 @@ impl<P: Protocol> Engine<P> {
                 }
                 continue;
             }
-            let bridge_done = self.bridge.as_ref().map(|(c, _)| c.done_token());
-            tokio::select! {
-                biased;
-                _ = &mut listener_stopped => break StopReason::ListenerStopped,
-                _ = &mut shutting_down => break StopReason::Shutdown,
-                _ = &mut monitor_ended => break StopReason::Normal,
-                _ = cancelled(&bridge_done) => {
-                    self.bridge = None;
+            let event = poll_fn(|cx| {
+                self.poll_event(cx, stopped.as_mut(), monitor_ended.as_mut().as_pin_mut())
+            })
+            .await;
+            match event {
+                Event::Stopped => {
+                    break if on_listener && !shutdown.is_cancelled() {
+                        StopReason::ListenerStopped
+                    } else {
+                        StopReason::Shutdown
+                    };
+                }
+                Event::MonitorEnded => break StopReason::Normal,
+                Event::BridgeDown => {
+                    self.set_bridge(None);
                     break StopReason::BridgeDown;
                 }
-                cmd = self.rx.recv() => {
-                    // The engine holds a handle itself, so the queue never closes.
-                    let Some(cmd) = cmd else { break StopReason::Normal };
+                Event::Command(cmd) => {
                     if let Some(r) = self.command(cmd, &mut state).await {
                         break r;
                     }
                 }
-                item = self.link.next() => match item {
-                    Some(Ok(frame)) => {
-                        let arrived = Instant::now();
-                        self.touch_at(arrived);
-                        self.metrics.received(frame.len());
-                        self.keepalive.heard();
-                        if let Some(reply) = self.keepalive.consumes(&frame) {
-                            if let Some(reply) = reply
-                                && let Err(e) = self.write_now(reply).await
-                            {
-                                break StopReason::Error(e.to_string());
-                            }
-                            continue;
+                Event::Frame(frame) => {
+                    let arrived = Instant::now();
+                    self.touch_at(arrived);
+                    self.metrics.received(frame.len());
+                    self.keepalive.heard();
+                    if let Some(reply) = self.keepalive.consumes(&frame) {
+                        if let Some(reply) = reply
+                            && let Err(e) = self.write_now(reply).await
+                        {
+                            break StopReason::Error(e.to_string());
                         }
-                        if let Some(r) = self.received(frame, arrived, &mut state).await {
-                            break r;
-                        }
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "link failed");
-                        break StopReason::Error(e.to_string());
-                    }
-                    None => {
-                        let _ = guarded("peer_closed", || self.proto.peer_closed(&self.info, &mut state));
-                        break StopReason::PeerClosed;
-                    }
-                },
-                _ = &mut ka_sleep, if self.keepalive.enabled() => {
-                    match self.keepalive.due(Instant::now()) {
-                        KeepaliveStep::Wait(at) => ka_sleep.as_mut().reset(at),
-                        KeepaliveStep::Dead => break StopReason::KeepaliveTimeout,
-                        KeepaliveStep::Send(frame, at) => {
-                            if let Err(e) = self.write_now(frame).await {
-                                break StopReason::Error(e.to_string());
-                            }
-                            ka_sleep.as_mut().reset(at);
-                        }
-                    }
-                }
-                _ = &mut sleep, if self.idle.is_some() => {
-                    if Instant::now() < self.deadline {
-                        sleep.as_mut().reset(self.deadline);
                         continue;
                     }
-                    match call(budget, "timeout", || self.proto.timeout(&self.info, &mut state)) {
+                    if let Some(r) = self.received(frame, arrived, &mut state).await {
+                        break r;
+                    }
+                }
+                Event::LinkFailed(e) => {
+                    tracing::debug!(error = %e, "link failed");
+                    break StopReason::Error(e.to_string());
+                }
+                Event::PeerClosed => {
+                    let _ = guarded("peer_closed", || {
+                        self.proto.peer_closed(&self.info, &mut state)
+                    });
+                    break StopReason::PeerClosed;
+                }
+                Event::KeepaliveDue => match self.keepalive.due(Instant::now()) {
+                    KeepaliveStep::Wait(at) => self.reset_keepalive(at),
+                    KeepaliveStep::Dead => break StopReason::KeepaliveTimeout,
+                    KeepaliveStep::Send(frame, at) => {
+                        if let Err(e) = self.write_now(frame).await {
+                            break StopReason::Error(e.to_string());
+                        }
+                        self.reset_keepalive(at);
+                    }
+                },
+                Event::IdleDue => {
+                    if Instant::now() < self.deadline {
+                        self.rearm = true;
+                        continue;
+                    }
+                    match call(budget, "timeout", || {
+                        self.proto.timeout(&self.info, &mut state)
+                    }) {
                         Ok(Timeout::Keep) => {
                             self.touch();
-                            sleep.as_mut().reset(self.deadline);
+                            self.rearm = true;
                         }
                         Ok(Timeout::Stop(r)) => break r,
                         Err(r) => break r,
@@ -368,9 +482,87 @@ impl<P: Protocol> Engine<P> {
             }
         };
         if matches!(reason, StopReason::Shutdown | StopReason::ListenerStopped) {
-            self.drain(&mut state).await;
+            Box::pin(self.drain(&mut state)).await;
         }
-        self.finish(reason, Some(state)).await;
+        Box::pin(self.finish(reason, Some(state))).await;
+    }
+
+    /// Waits for the next thing to do, by priority: stop, monitor, bridge peer down,
+    /// command, received unit, keepalive, idle timer.
+    ///
+    /// Only the link is polled with the task's waker on every wake-up. Everything else is
+    /// polled with the connection's signal waker, which sets its `fired` flag (as does
+    /// queueing a command): they are polled again only when the flag is set (or after
+    /// one of them was ready or re-armed), which spares a lock round trip per source and
+    /// message (a cancellation token's, a timer's, a channel's).
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+        stopped: Pin<&mut WaitForCancellationFutureOwned>,
+        monitor: Option<Pin<&mut WaitForCancellationFutureOwned>>,
+    ) -> Poll<Event> {
+        let mut timers = (false, false);
+        if self.conn.take_fired(cx.waker()) || self.recheck {
+            self.recheck = false;
+            let mut scx = Context::from_waker(&self.signal);
+            if stopped.poll(&mut scx).is_ready() {
+                return Poll::Ready(Event::Stopped);
+            }
+            if let Some(m) = monitor
+                && m.poll(&mut scx).is_ready()
+            {
+                return Poll::Ready(Event::MonitorEnded);
+            }
+            if let Some(b) = &mut self.bridge_down
+                && b.as_mut().poll(&mut scx).is_ready()
+            {
+                return Poll::Ready(Event::BridgeDown);
+            }
+            if let Some(cmd) = self.conn.pop_command() {
+                // More may be queued: look again next time.
+                self.recheck = true;
+                return Poll::Ready(Event::Command(cmd));
+            }
+            timers.0 = self.keepalive.enabled()
+                && self
+                    .ka_sleep
+                    .as_mut()
+                    .is_some_and(|s| s.as_mut().poll(&mut scx).is_ready());
+            timers.1 = self.idle.is_some()
+                && self
+                    .idle_sleep
+                    .as_mut()
+                    .is_some_and(|s| s.as_mut().poll(&mut scx).is_ready());
+            // A ready timer stays ready until handled (re-armed).
+            self.recheck = timers.0 || timers.1;
+        }
+        match Pin::new(&mut self.link).poll_next(cx) {
+            Poll::Ready(Some(Ok(frame))) => return Poll::Ready(Event::Frame(frame)),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::LinkFailed(e)),
+            Poll::Ready(None) => return Poll::Ready(Event::PeerClosed),
+            Poll::Pending => {}
+        }
+        match timers {
+            (true, _) => Poll::Ready(Event::KeepaliveDue),
+            (_, true) => Poll::Ready(Event::IdleDue),
+            _ => Poll::Pending,
+        }
+    }
+
+    fn reset_keepalive(&mut self, at: Instant) {
+        if let Some(s) = &mut self.ka_sleep {
+            s.as_mut().reset(at);
+        }
+        self.recheck = true;
+    }
+
+    /// Sets (or clears) the bridge, and what watches its peer.
+    fn set_bridge(&mut self, bridge: Option<(Connection, BridgeDir)>) {
+        self.bridge_down = bridge
+            .as_ref()
+            .map(|(c, _)| Box::pin(c.done_token().cancelled_owned()));
+        self.bridge = bridge;
+        self.recheck = true;
     }
 
     /// Graceful stop: messages already queued are still written (within [`CLOSE_TIMEOUT`]),
@@ -379,7 +571,7 @@ impl<P: Protocol> Engine<P> {
         let deadline = Instant::now() + CLOSE_TIMEOUT;
         let mut waiting = Vec::new();
         let mut failed: Option<String> = None;
-        while let Ok(cmd) = self.rx.try_recv() {
+        while let Some(cmd) = self.conn.pop_command() {
             let Command::Send { msg, reply } = cmd else {
                 continue;
             };
@@ -438,11 +630,12 @@ impl<P: Protocol> Engine<P> {
         }
     }
 
-    async fn finish(mut self, reason: StopReason, state: Option<P::State>) {
+    async fn finish(&mut self, reason: StopReason, state: Option<P::State>) {
         tracing::debug!(%reason, "connection stopping");
         if let Some((peer, _)) = self.bridge.take() {
             peer.unbridge();
         }
+        self.bridge_down = None;
         self.metrics.stopped(&reason);
         let _ = guarded("conn_stop", || {
             self.proto.conn_stop(&reason, &self.info, state)
@@ -493,7 +686,9 @@ impl<P: Protocol> Engine<P> {
 
     /// Writes one frame at once (keepalives), outside the send queue.
     async fn write_now(&mut self, frame: Frame) -> Result<(), Error> {
+        let len = frame.len();
         self.feed(frame).await?;
+        self.metrics.sent(len);
         self.flush().await
     }
 
@@ -505,33 +700,36 @@ impl<P: Protocol> Engine<P> {
         self.send_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT)
     }
 
-    async fn flush(&mut self) -> Result<(), Error> {
-        let t = self.write_timeout();
-        tokio::time::timeout(t, self.link.flush())
-            .await
-            .map_err(|_| Error::Timeout {
-                op: "send",
-                after: t,
-            })?
-    }
-
-    async fn feed(&mut self, frame: Frame) -> Result<(), Error> {
-        let len = frame.len();
-        let r = self.feed_inner(frame).await;
-        if r.is_ok() {
-            self.metrics.sent(len);
+    /// A write operation of the link, bounded by the write timeout.
+    fn write_op<F>(&mut self, op: F) -> WriteOp<'_, F>
+    where
+        F: FnMut(Pin<&mut BoxLink>, &mut Context<'_>) -> Poll<Result<(), Error>> + Unpin,
+    {
+        WriteOp {
+            after: self.write_timeout(),
+            link: &mut self.link,
+            op,
+            timer: None,
         }
-        r
     }
 
-    async fn feed_inner(&mut self, frame: Frame) -> Result<(), Error> {
-        let t = self.write_timeout();
-        tokio::time::timeout(t, self.link.feed(frame))
-            .await
-            .map_err(|_| Error::Timeout {
-                op: "send",
-                after: t,
-            })?
+    /// Flushes the link (a small future of its own: no nested `async fn` state).
+    fn flush(&mut self) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.write_op(|link, cx| link.poll_flush(cx))
+    }
+
+    /// Feeds a frame to the link once it is ready (the caller counts it as sent).
+    fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), Error>> + '_ {
+        let mut frame = Some(frame);
+        self.write_op(move |mut link, cx| {
+            if let Err(e) = ready!(link.as_mut().poll_ready(cx)) {
+                return Poll::Ready(Err(e));
+            }
+            Poll::Ready(match frame.take() {
+                Some(f) => link.start_send(f),
+                None => Ok(()),
+            })
+        })
     }
 
     /// True when a write error leaves the link usable (nothing was written).
@@ -554,7 +752,14 @@ impl<P: Protocol> Engine<P> {
         while let Some((msg, reply)) = next.take() {
             count += 1;
             let r = match self.encode(msg, state) {
-                Ok(frame) => self.feed(frame).await,
+                Ok(frame) => {
+                    let len = frame.len();
+                    let r = self.feed(frame).await;
+                    if r.is_ok() {
+                        self.metrics.sent(len);
+                    }
+                    r
+                }
                 Err(e) => Err(e),
             };
             match r {
@@ -568,10 +773,10 @@ impl<P: Protocol> Engine<P> {
                 Err(e) => return self.write_failed(e, reply, waiting),
             }
             if count < WRITE_BATCH {
-                match self.rx.try_recv() {
-                    Ok(Command::Send { msg, reply }) => next = Some((msg, reply)),
-                    Ok(other) => self.stashed = Some(other),
-                    Err(_) => {}
+                match self.conn.pop_command() {
+                    Some(Command::Send { msg, reply }) => next = Some((msg, reply)),
+                    Some(other) => self.stashed = Some(other),
+                    None => {}
                 }
             }
         }
@@ -609,7 +814,9 @@ impl<P: Protocol> Engine<P> {
 
     async fn command(&mut self, cmd: Command, state: &mut P::State) -> Option<StopReason> {
         match cmd {
-            Command::Send { msg, reply } => self.send_batch((msg, reply), state).await,
+            // Boxed: batching holds a few things across its writes, and the connection
+            // task's future (allocated for every connection) must stay small.
+            Command::Send { msg, reply } => Box::pin(self.send_batch((msg, reply), state)).await,
             Command::Stop(r) => Some(r),
             Command::Cast(m) => match guarded("handle", || self.proto.handle(m, &self.info, state))
             {
@@ -640,11 +847,11 @@ impl<P: Protocol> Engine<P> {
                 {
                     old.unbridge();
                 }
-                self.bridge = Some((peer, BridgeDir::Down));
+                self.set_bridge(Some((peer, BridgeDir::Down)));
                 None
             }
             Command::Unbridge => {
-                self.bridge = None;
+                self.set_bridge(None);
                 None
             }
         }
@@ -657,7 +864,7 @@ impl<P: Protocol> Engine<P> {
             old.unbridge();
         }
         if peer.bridged_by(self.conn.clone()).is_ok() {
-            self.bridge = Some((peer, BridgeDir::Up));
+            self.set_bridge(Some((peer, BridgeDir::Up)));
         }
     }
 
@@ -687,15 +894,46 @@ impl<P: Protocol> Engine<P> {
             Ok(Err(e)) => return Some(StopReason::ReplyError(format!("encode: {e}"))),
             Err(r) => return Some(r),
         };
+        self.write_reply(frame).await
+    }
+
+    /// Feeds one encoded reply (flushed by the caller).
+    async fn write_reply(&mut self, frame: Frame) -> Option<StopReason> {
+        let len = frame.len();
         if let Err(e) = self.feed(frame).await {
             return Some(StopReason::ReplyError(e.to_string()));
         }
+        self.metrics.sent(len);
         None
+    }
+
+    async fn reply_many(&mut self, v: Vec<P::Message>, state: &mut P::State) -> Option<StopReason> {
+        for m in v {
+            if let Some(r) = self.feed_reply(m, state).await {
+                return Some(r);
+            }
+        }
+        self.flush_replies().await
     }
 
     async fn flush_replies(&mut self) -> Option<StopReason> {
         if let Err(e) = self.flush().await {
             return Some(StopReason::ReplyError(e.to_string()));
+        }
+        None
+    }
+
+    /// Fails with [`StopReason::Blocked`] when protocol code kept the thread longer than
+    /// the budget since `started`.
+    fn check_budget(&self, started: Instant, name: &'static str) -> Option<StopReason> {
+        let took = started.elapsed();
+        if took > self.budget {
+            tracing::error!(
+                callback = name,
+                ms = took.as_millis() as u64,
+                "protocol callback blocked its thread; the connection stops"
+            );
+            return Some(StopReason::Blocked(name, took));
         }
         None
     }
@@ -707,33 +945,87 @@ impl<P: Protocol> Engine<P> {
         state: &mut P::State,
     ) -> Option<StopReason> {
         if self.bridge.is_some() {
-            return self.forward(frame, state).await;
+            // Boxed (as the rare paths below): the connection task's future stays small.
+            return Box::pin(self.forward(frame, state)).await;
         }
-        match call_since(self.budget, arrived, "parse", || {
-            self.proto.parse(frame, &self.info, state)
-        }) {
-            Ok(Parse::Continue) => None,
-            Ok(Parse::Reply(m)) => match self.feed_reply(m, state).await {
-                Some(r) => Some(r),
-                None => self.flush_replies().await,
-            },
-            Ok(Parse::ReplyMany(v)) => {
-                for m in v {
-                    if let Some(r) = self.feed_reply(m, state).await {
-                        return Some(r);
+        let parsed = match guarded("parse", || self.proto.parse(frame, &self.info, state)) {
+            Ok(p) => p,
+            Err(name) => return Some(StopReason::Panic(name)),
+        };
+        match parsed {
+            Parse::Continue => self.check_budget(arrived, "parse"),
+            Parse::Reply(m) => {
+                // The common case: one clock read for `parse` and the encode of its reply.
+                let frame = match guarded("encode", || self.proto.encode(m, &self.info, state)) {
+                    Ok(Ok(f)) => f,
+                    Ok(Err(e)) => {
+                        return self
+                            .check_budget(arrived, "parse")
+                            .or(Some(StopReason::ReplyError(format!("encode: {e}"))));
                     }
+                    Err(name) => return Some(StopReason::Panic(name)),
+                };
+                if let Some(r) = self.check_budget(arrived, "parse") {
+                    return Some(r);
                 }
-                self.flush_replies().await
+                let len = frame.len();
+                if let Err(e) = self.feed(frame).await {
+                    return Some(StopReason::ReplyError(e.to_string()));
+                }
+                self.metrics.sent(len);
+                if let Err(e) = self.flush().await {
+                    return Some(StopReason::ReplyError(e.to_string()));
+                }
+                None
             }
-            Ok(Parse::Bridge(peer, first)) => {
+            Parse::ReplyMany(v) => {
+                if let Some(r) = self.check_budget(arrived, "parse") {
+                    return Some(r);
+                }
+                Box::pin(self.reply_many(v, state)).await
+            }
+            Parse::Bridge(peer, first) => {
+                if let Some(r) = self.check_budget(arrived, "parse") {
+                    return Some(r);
+                }
                 self.start_bridge(peer);
                 match first {
-                    Some(f) => self.forward(f, state).await,
+                    Some(f) => Box::pin(self.forward(f, state)).await,
                     None => None,
                 }
             }
-            Ok(Parse::Stop(r)) => Some(r),
-            Err(r) => Some(r),
+            Parse::Stop(r) => Some(r),
+        }
+    }
+}
+
+/// A write operation of a link run to completion, bounded by a timeout whose timer is made
+/// only if the operation does not complete at once (the common case costs no timer).
+struct WriteOp<'a, F> {
+    link: &'a mut BoxLink,
+    op: F,
+    after: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<F> Future for WriteOp<'_, F>
+where
+    F: FnMut(Pin<&mut BoxLink>, &mut Context<'_>) -> Poll<Result<(), Error>> + Unpin,
+{
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(r) = (this.op)(Pin::new(&mut *this.link), cx) {
+            return Poll::Ready(r);
+        }
+        let after = this.after;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Error::Timeout { op: "send", after })),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -759,5 +1051,54 @@ fn raw_frame(any: Box<dyn Any + Send>) -> Result<Frame, Box<dyn Any + Send>> {
     match any.downcast::<&'static str>() {
         Ok(s) => Ok(Frame::Text(s.to_string())),
         Err(a) => Err(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::table::ConnectionTable;
+    use nkp_core::{Framing, LinkInfo, StreamCodec, StreamLink};
+
+    /// The connection task's future is allocated for every connection: keep it small
+    /// (idle memory per connection). Deterministic: a size, not a time.
+    #[tokio::test]
+    async fn connection_task_future_stays_small() {
+        let (a, _b) = tokio::io::duplex(64);
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let link = StreamLink::new(
+            a,
+            StreamCodec::new(&Framing::Raw, 1 << 16),
+            LinkInfo::new(TransportKind::Tcp, addr, addr),
+        );
+        let table = Arc::new(ConnectionTable::new(10));
+        let setup = ConnSetup {
+            link: LinkSource::Ready(Box::new(link)),
+            id: "x".into(),
+            domain: "d".into(),
+            protocol_name: Arc::from("echo"),
+            listen: None,
+            listener_id: None,
+            direction: super::super::Direction::Inbound,
+            options: Arc::new(Options::default()),
+            listener_stop: None,
+            shutdown: CancellationToken::new(),
+            slot: table.reserve().unwrap(),
+            ready: None,
+            callback_budget: Duration::from_secs(1),
+            per_ip: None,
+        };
+        let fut = run(Arc::new(crate::echo::Echo), Box::new(setup));
+        let size = std::mem::size_of_val(&fut);
+        println!("connection task future: {size} bytes");
+        println!(
+            "engine: {} bytes",
+            std::mem::size_of::<Engine<crate::echo::Echo>>()
+        );
+        println!("command: {} bytes", std::mem::size_of::<Command>());
+        assert!(
+            size <= 4096,
+            "the connection task future grew to {size} bytes"
+        );
     }
 }

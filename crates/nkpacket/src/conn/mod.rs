@@ -9,13 +9,15 @@ use std::any::Any;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_core::future::BoxFuture;
+use futures_util::task::AtomicWaker;
 use nkp_core::{BoxLink, Error, Frame, LinkMeta, Options, TransportKind, UserState};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::StopReason;
@@ -210,11 +212,128 @@ pub struct Connection {
 
 struct Shared {
     info: ConnInfo,
-    tx: mpsc::Sender<Command>,
+    /// The command queue (bounded by [`QUEUE_CAP`]).
+    queue: Queue,
+    /// Set when a source the engine watches besides its link (commands, timers, stop
+    /// tokens) may be ready; see [`Connection::signal_waker`].
+    fired: AtomicBool,
+    /// The connection task's waker, woken with `fired`.
+    task_waker: AtomicWaker,
     /// Cancelled when the connection task has ended.
     done: CancellationToken,
     task: std::sync::OnceLock<tokio::task::Id>,
     send_timeout: Option<Duration>,
+}
+
+/// Most commands queued for a connection; senders wait (bounded by their timeout) for room.
+const QUEUE_CAP: usize = nkp_core::options::defaults::SEND_QUEUE;
+
+/// A connection's command queue: a bounded multi-producer queue read by the connection
+/// task. It allocates nothing until a command is queued (an idle connection holds no
+/// buffer), and reading it costs the task nothing until something was queued: a sender
+/// sets the connection's `fired` flag and wakes the task.
+struct Queue {
+    inner: parking_lot::Mutex<QueueInner>,
+    /// Notified when room is made in a full queue, and when the queue closes.
+    room: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct QueueInner {
+    items: std::collections::VecDeque<Command>,
+    closed: bool,
+}
+
+/// Why a command could not be queued.
+enum PushError {
+    Full(Command),
+    Closed,
+}
+
+impl Queue {
+    fn new() -> Self {
+        Queue {
+            inner: parking_lot::Mutex::new(QueueInner::default()),
+            room: tokio::sync::Notify::new(),
+        }
+    }
+}
+
+impl Shared {
+    /// Queues a command if there is room.
+    fn try_push(&self, cmd: Command) -> Result<(), PushError> {
+        {
+            let mut q = self.queue.inner.lock();
+            if q.closed {
+                return Err(PushError::Closed);
+            }
+            if q.items.len() >= QUEUE_CAP {
+                return Err(PushError::Full(cmd));
+            }
+            q.items.push_back(cmd);
+        }
+        self.signal();
+        Ok(())
+    }
+
+    /// Queues a command, waiting for room.
+    async fn push(&self, mut cmd: Command) -> Result<(), PushError> {
+        loop {
+            let room = self.queue.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match self.try_push(cmd) {
+                Err(PushError::Full(c)) => cmd = c,
+                other => return other,
+            }
+            room.await;
+        }
+    }
+
+    /// Takes the next command (connection task).
+    fn pop(&self) -> Option<Command> {
+        let mut q = self.queue.inner.lock();
+        let was_full = q.items.len() >= QUEUE_CAP;
+        let cmd = q.items.pop_front();
+        if q.items.is_empty() && q.items.capacity() > 8 {
+            // Do not keep a burst's buffer for the connection's whole life.
+            q.items = std::collections::VecDeque::new();
+        }
+        drop(q);
+        if was_full && cmd.is_some() {
+            self.queue.room.notify_one();
+        }
+        cmd
+    }
+
+    /// Closes the queue (the connection task is ending): later pushes fail, and the
+    /// commands still queued are dropped (their senders get [`Error::NoProcess`]).
+    fn close(&self) {
+        let left = {
+            let mut q = self.queue.inner.lock();
+            q.closed = true;
+            std::mem::take(&mut q.items)
+        };
+        drop(left);
+        self.queue.room.notify_waiters();
+        // The task is ending: do not keep its allocation alive through its waker.
+        drop(self.task_waker.take());
+    }
+
+    /// Tells the connection task that a watched source may be ready.
+    fn signal(&self) {
+        self.fired.store(true, Ordering::Release);
+        self.task_waker.wake();
+    }
+}
+
+impl Wake for Shared {
+    fn wake(self: Arc<Self>) {
+        self.signal();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.signal();
+    }
 }
 
 impl PartialEq for Connection {
@@ -237,14 +356,15 @@ const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 impl Connection {
     pub(crate) fn new(
         info: ConnInfo,
-        tx: mpsc::Sender<Command>,
         done: CancellationToken,
         send_timeout: Option<Duration>,
     ) -> Self {
         Connection {
             shared: Arc::new(Shared {
                 info,
-                tx,
+                queue: Queue::new(),
+                fired: AtomicBool::new(false),
+                task_waker: AtomicWaker::new(),
                 done,
                 task: std::sync::OnceLock::new(),
                 send_timeout,
@@ -254,6 +374,35 @@ impl Connection {
 
     pub(crate) fn set_task(&self, id: tokio::task::Id) {
         let _ = self.shared.task.set(id);
+    }
+
+    /// A waker that sets the connection's `fired` flag and wakes its task: the connection
+    /// task polls the sources it watches besides its link (stop tokens, timers) with it,
+    /// and polls them (and its queue) again only once the flag was set. Registering the
+    /// task's waker with each of them on every wake-up would cost a lock round trip per
+    /// source and message.
+    pub(crate) fn signal_waker(&self) -> Waker {
+        Waker::from(self.shared.clone())
+    }
+
+    /// Registers the task's waker to be woken with the `fired` flag (connection task, on
+    /// every poll); returns whether the flag was set (and clears it).
+    pub(crate) fn take_fired(&self, waker: &Waker) -> bool {
+        self.shared.task_waker.register(waker);
+        // A load first: no locked instruction while nothing happened (the common case).
+        // Cleared before the sources are looked at, so a signal that comes meanwhile is
+        // not lost.
+        self.shared.fired.load(Ordering::Acquire) && self.shared.fired.swap(false, Ordering::AcqRel)
+    }
+
+    /// Takes the next queued command (connection task).
+    pub(crate) fn pop_command(&self) -> Option<Command> {
+        self.shared.pop()
+    }
+
+    /// Closes the command queue (connection task, when ending).
+    pub(crate) fn close_queue(&self) {
+        self.shared.close()
     }
 
     /// The connection's description.
@@ -286,7 +435,7 @@ impl Connection {
 
     async fn request(&self, cmd: Command) -> Result<(), Error> {
         let limit = self.shared.send_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT);
-        match tokio::time::timeout(limit, self.shared.tx.send(cmd)).await {
+        match tokio::time::timeout(limit, self.shared.push(cmd)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Error::NoProcess),
             Err(_) => Err(Error::Timeout {
@@ -304,10 +453,10 @@ impl Connection {
             reply: Some(tx),
         };
         // Room in the queue: no timer. Full: wait (bounded) for room — backpressure.
-        match self.shared.tx.try_send(cmd) {
+        match self.shared.try_push(cmd) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::NoProcess),
-            Err(mpsc::error::TrySendError::Full(cmd)) => self.request(cmd).await?,
+            Err(PushError::Closed) => return Err(Error::NoProcess),
+            Err(PushError::Full(cmd)) => self.request(cmd).await?,
         }
         // No timer here either: the engine answers every send, its writes being bounded by
         // `send_timeout` (30 s when not set); a gone task drops the reply.
@@ -342,17 +491,16 @@ impl Connection {
     /// is gone.
     pub fn send_async<M: Send + 'static>(&self, msg: M) -> Result<(), Error> {
         self.shared
-            .tx
-            .try_send(Command::Send {
+            .try_push(Command::Send {
                 msg: Outgoing::Msg(Box::new(msg)),
                 reply: None,
             })
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => Error::Timeout {
+                PushError::Full(_) => Error::Timeout {
                     op: "send (queue full)",
                     after: Duration::ZERO,
                 },
-                mpsc::error::TrySendError::Closed(_) => Error::NoProcess,
+                PushError::Closed => Error::NoProcess,
             })
     }
 
@@ -369,8 +517,7 @@ impl Connection {
     /// Delivers an application message to the protocol's `handle` callback.
     pub fn cast<M: Any + Send>(&self, msg: M) -> Result<(), Error> {
         self.shared
-            .tx
-            .try_send(Command::Cast(Box::new(msg)))
+            .try_push(Command::Cast(Box::new(msg)))
             .map_err(|_| Error::NoProcess)
     }
 
@@ -381,16 +528,11 @@ impl Connection {
 
     /// Asks the connection to stop with a reason.
     pub fn stop_with(&self, reason: StopReason) {
-        if self
-            .shared
-            .tx
-            .try_send(Command::Stop(reason.clone()))
-            .is_err()
-        {
-            // Queue full or task gone: a spawned send still gets it there.
-            let tx = self.shared.tx.clone();
+        if let Err(PushError::Full(_)) = self.shared.try_push(Command::Stop(reason.clone())) {
+            // Queue full: a spawned send still gets it there.
+            let shared = self.shared.clone();
             tokio::spawn(async move {
-                let _ = tx.send(Command::Stop(reason)).await;
+                let _ = shared.push(Command::Stop(reason)).await;
             });
         }
     }
@@ -420,13 +562,12 @@ impl Connection {
 
     pub(crate) fn bridged_by(&self, peer: Connection) -> Result<(), Error> {
         self.shared
-            .tx
-            .try_send(Command::Bridged(peer))
+            .try_push(Command::Bridged(peer))
             .map_err(|_| Error::NoProcess)
     }
 
     pub(crate) fn unbridge(&self) {
-        let _ = self.shared.tx.try_send(Command::Unbridge);
+        let _ = self.shared.try_push(Command::Unbridge);
     }
 }
 
@@ -434,4 +575,6 @@ impl Connection {
 pub(crate) enum LinkSource {
     Ready(BoxLink),
     Pending(BoxFuture<'static, Result<BoxLink, Error>>),
+    /// Taken by the connection task.
+    Taken,
 }
