@@ -165,6 +165,8 @@ impl WsLink {
             let n = match ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..])) {
                 Ok(0) => {
                     self.write_dead = true;
+                    self.wbuf = Vec::new();
+                    self.wpos = 0;
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
                 Ok(n) => n,
@@ -526,5 +528,45 @@ mod tests {
         ));
         link.close().await.unwrap();
         assert_eq!(server_frames(&mut peer).await, vec![], "one close only");
+    }
+
+    /// A socket that accepts no bytes: the write fails, and the unsendable frames are not
+    /// kept (the link holds no buffer once its write side is dead).
+    #[tokio::test]
+    async fn a_socket_that_takes_nothing_fails_the_write_and_frees_the_buffer() {
+        struct Stuck;
+        impl AsyncRead for Stuck {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                _: &mut tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                Poll::Pending
+            }
+        }
+        impl AsyncWrite for Stuck {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                _: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Poll::Ready(Ok(0))
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+        }
+        let a = "127.0.0.1:1".parse().unwrap();
+        let info = LinkInfo::new(TransportKind::Ws, a, a);
+        let mut link = WsLink::new(Box::new(Stuck), Role::Server, info, 1 << 20, None, &[]);
+        assert!(link.send(Frame::binary(vec![1u8; 1000])).await.is_err());
+        assert_eq!(link.buffered_capacity(), 0);
+        assert!(matches!(
+            link.send(Frame::text("x")).await,
+            Err(Error::Closed(_))
+        ));
     }
 }
