@@ -304,9 +304,18 @@ impl Decoder {
                 let Some(inf) = self.inflater.as_mut() else {
                     return Err(protocol("RSV1 set without a negotiated extension"));
                 };
-                inf.inflate(&payload, &mut p.data, max)
+                // A compressed message with no payload at all is empty (RFC 7692 §7.2.3.6
+                // sends `00`, but an empty payload is no less clear). The bare trailer
+                // must not reach the inflater: `00 00 ff ff` on its own opens a stored
+                // block of 0xff00 bytes, which would swallow the next messages.
+                let inflated = if payload.is_empty() {
+                    Ok(())
+                } else {
+                    inf.inflate(&payload, &mut p.data, max)
+                };
+                inflated
                     .and_then(|()| {
-                        if h.fin {
+                        if h.fin && p.received > 0 {
                             inf.finish(&mut p.data, max)
                         } else {
                             Ok(())
@@ -850,5 +859,43 @@ mod tests {
         assert_eq!(d.decode(&mut b), Ok(Some(Frame::text("y".repeat(500)))));
         assert!(d.is_idle());
         assert!(!d.inflater.as_ref().is_some_and(Inflater::is_allocated));
+    }
+
+    /// RFC 7692 §7.2.3.6: an empty message is sent as the single byte `00` (an empty
+    /// stored block). A compressed frame with no payload at all is an empty message too,
+    /// and must leave the peer's context (ours to mirror) untouched: inflating the bare
+    /// trailer `00 00 ff ff` would open a stored block of 0xff00 bytes and swallow the
+    /// next message as its content.
+    #[test]
+    fn empty_compressed_messages_keep_the_context() {
+        let p = Some(DeflateParams::default());
+        let mut peer = Deflater::new(false, 15);
+        let mut c1 = Vec::new();
+        peer.compress(&[b'a'; 100], &mut c1).unwrap();
+        // what browsers and Python send for an empty message
+        let c_empty = [0x00];
+        let mut c2 = Vec::new();
+        peer.compress(&[b'a'; 100], &mut c2).unwrap();
+        let wire = [
+            raw(true, 4, 2, K, &c1),
+            raw(true, 4, 1, K, b""),
+            raw(true, 4, 2, K, &c_empty),
+            raw(false, 4, 2, K, b""),
+            raw(true, 0, 0, K, b""),
+            raw(true, 4, 2, K, &c2),
+        ]
+        .concat();
+        let (frames, err) = server_decode(&wire, 1000, p);
+        assert_eq!(err, None);
+        assert_eq!(
+            frames,
+            vec![
+                Frame::binary(vec![b'a'; 100]),
+                Frame::text(""),
+                Frame::binary(Bytes::new()),
+                Frame::binary(Bytes::new()),
+                Frame::binary(vec![b'a'; 100]),
+            ]
+        );
     }
 }

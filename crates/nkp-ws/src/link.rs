@@ -6,6 +6,8 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+#[cfg(test)]
+use bytes::Bytes;
 use bytes::BytesMut;
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -163,6 +165,8 @@ impl WsLink {
             let n = match ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..])) {
                 Ok(0) => {
                     self.write_dead = true;
+                    self.wbuf = Vec::new();
+                    self.wpos = 0;
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
                 Ok(n) => n,
@@ -393,5 +397,176 @@ impl Sink<Frame> for WsLink {
 impl Link for WsLink {
     fn info(&self) -> &LinkInfo {
         &self.info
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::{SinkExt, StreamExt};
+    use nkp_core::TransportKind;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+
+    fn server(io: DuplexStream) -> WsLink {
+        let a = "127.0.0.1:1".parse().unwrap();
+        let info = LinkInfo::new(TransportKind::Ws, a, a);
+        WsLink::new(Box::new(io), Role::Server, info, 1 << 20, None, &[])
+    }
+
+    fn client_wire(frames: &[Frame]) -> Vec<u8> {
+        let mut e = Encoder::new(Role::Client, None);
+        let mut w = Vec::new();
+        for f in frames {
+            e.encode(f, &mut w).unwrap();
+        }
+        w
+    }
+
+    /// What the server sent, until nothing more comes for a moment.
+    async fn server_frames(peer: &mut DuplexStream) -> Vec<Frame> {
+        let mut d = Decoder::new(Role::Client, 1 << 20, None);
+        let mut b = BytesMut::new();
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(Ok(n @ 1..)) =
+            tokio::time::timeout(Duration::from_millis(100), peer.read(&mut chunk)).await
+        {
+            b.extend_from_slice(&chunk[..n]);
+            while let Ok(Some(f)) = d.decode(&mut b) {
+                out.push(f);
+            }
+        }
+        out
+    }
+
+    /// A peer that floods pings and does not read: the pongs stop being queued at the
+    /// high-water mark (the link stops reading), and once the peer reads, every ping has
+    /// had its pong, in order, with its payload.
+    #[tokio::test]
+    async fn pongs_to_a_peer_that_does_not_read_stay_bounded() {
+        let (a, peer) = tokio::io::duplex(1024);
+        let (mut peer_rx, mut peer_tx) = tokio::io::split(peer);
+        let mut link = server(a);
+        let pings: Vec<Frame> = (0..2000u32)
+            .map(|i| Frame::Ping(format!("{i:0>125}").into_bytes().into()))
+            .collect();
+        let wire = client_wire(&pings);
+        let writer = tokio::spawn(async move { peer_tx.write_all(&wire).await });
+        let r = tokio::time::timeout(Duration::from_millis(500), link.next()).await;
+        assert!(r.is_err(), "no frame is passed up: {r:?}");
+        assert!(!writer.is_finished(), "the link stopped reading");
+        assert!(
+            link.pending_write() <= HIGH_WATER + 2 + MAX_CONTROL,
+            "{} bytes queued",
+            link.pending_write()
+        );
+        // the peer reads now; the link goes on reading and answering
+        let reader = tokio::spawn(async move {
+            let mut d = Decoder::new(Role::Client, 1 << 20, None);
+            let mut b = BytesMut::new();
+            let mut got = Vec::new();
+            while got.len() < 2000 {
+                if peer_rx.read_buf(&mut b).await.unwrap() == 0 {
+                    break;
+                }
+                while let Ok(Some(f)) = d.decode(&mut b) {
+                    got.push(f);
+                }
+            }
+            got
+        });
+        // (the stream ends when the reader, done, drops the peer)
+        let r = tokio::time::timeout(Duration::from_millis(2000), link.next()).await;
+        assert!(matches!(r, Err(_) | Ok(None)), "{r:?}");
+        writer.await.unwrap().unwrap();
+        let got = reader.await.unwrap();
+        let want: Vec<Frame> = pings
+            .iter()
+            .map(|p| match p {
+                Frame::Ping(b) => Frame::Pong(b.clone()),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "pongs out of order or with other payloads");
+    }
+
+    const MAX_CONTROL: usize = crate::frame::MAX_CONTROL_PAYLOAD;
+
+    /// The peer's close is answered (its code echoed) without the application writing,
+    /// also when it arrives in the middle of a fragmented message; the link then holds no
+    /// buffer and refuses data.
+    #[tokio::test]
+    async fn a_close_is_echoed_without_the_application_writing() {
+        let (a, mut peer) = tokio::io::duplex(1 << 16);
+        let mut link = server(a);
+        let mut wire = vec![0x01, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]; // text, not final
+        wire.extend(client_wire(&[
+            Frame::Ping(Bytes::from_static(b"p")),
+            Frame::close(4001, "bye"),
+        ]));
+        peer.write_all(&wire).await.unwrap();
+        assert_eq!(
+            link.next().await.unwrap().unwrap(),
+            Frame::close(4001, "bye")
+        );
+        assert!(link.next().await.is_none());
+        assert_eq!(
+            server_frames(&mut peer).await,
+            vec![
+                Frame::Pong(Bytes::from_static(b"p")),
+                Frame::close(4001, "")
+            ]
+        );
+        assert_eq!(link.buffered_capacity(), 0);
+        assert!(matches!(
+            link.send(Frame::text("late")).await,
+            Err(Error::Closed(_))
+        ));
+        link.close().await.unwrap();
+        assert_eq!(server_frames(&mut peer).await, vec![], "one close only");
+    }
+
+    /// A socket that accepts no bytes: the write fails, and the unsendable frames are not
+    /// kept (the link holds no buffer once its write side is dead).
+    #[tokio::test]
+    async fn a_socket_that_takes_nothing_fails_the_write_and_frees_the_buffer() {
+        struct Stuck;
+        impl AsyncRead for Stuck {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                _: &mut tokio::io::ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                Poll::Pending
+            }
+        }
+        impl AsyncWrite for Stuck {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                _: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Poll::Ready(Ok(0))
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+        }
+        let a = "127.0.0.1:1".parse().unwrap();
+        let info = LinkInfo::new(TransportKind::Ws, a, a);
+        let mut link = WsLink::new(Box::new(Stuck), Role::Server, info, 1 << 20, None, &[]);
+        assert!(link.send(Frame::binary(vec![1u8; 1000])).await.is_err());
+        assert_eq!(link.buffered_capacity(), 0);
+        assert!(matches!(
+            link.send(Frame::text("x")).await,
+            Err(Error::Closed(_))
+        ));
     }
 }
