@@ -374,7 +374,14 @@ impl Sink<Frame> for WsLink {
         if this.write_dead {
             return Poll::Ready(Ok(()));
         }
-        match ready!(this.poll_flush_all(cx)) {
+        // The close frame out, then our half of the stream closed (TCP FIN, TLS
+        // close_notify): RFC 6455 §7.1.1 lets either side start the TCP close once the
+        // close frame is sent, and the peer's close reply can still be read.
+        let r = match ready!(this.poll_flush_all(cx)) {
+            Ok(()) => ready!(Pin::new(&mut this.io).poll_shutdown(cx)),
+            Err(e) => Err(e),
+        };
+        match r {
             Ok(()) => Poll::Ready(Ok(())),
             // the peer is already gone: the link is closed all the same
             Err(e)
@@ -528,6 +535,28 @@ mod tests {
         ));
         link.close().await.unwrap();
         assert_eq!(server_frames(&mut peer).await, vec![], "one close only");
+    }
+
+    /// Closing the sink sends close 1000, then closes our half of the stream (FIN /
+    /// close_notify), as the `Link` contract says: the peer reads the frame, then EOF.
+    #[tokio::test]
+    async fn closing_sends_the_close_frame_then_ends_the_stream() {
+        let (a, mut peer) = tokio::io::duplex(1 << 16);
+        let mut link = server(a);
+        link.send(Frame::text("last")).await.unwrap();
+        link.close().await.unwrap();
+        let mut wire = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), peer.read_to_end(&mut wire))
+            .await
+            .expect("EOF after the close frame")
+            .unwrap();
+        let mut d = Decoder::new(Role::Client, 1 << 20, None);
+        let mut b = BytesMut::from(&wire[..]);
+        let mut got = Vec::new();
+        while let Ok(Some(f)) = d.decode(&mut b) {
+            got.push(f);
+        }
+        assert_eq!(got, vec![Frame::text("last"), Frame::close(1000, "")]);
     }
 
     /// A socket that accepts no bytes: the write fails, and the unsendable frames are not
