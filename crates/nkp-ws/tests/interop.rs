@@ -48,6 +48,27 @@ async def main():
 asyncio.run(main())
 "#;
 
+/// Starts a python server script that prints its port on its first line; the child is
+/// killed when dropped.
+async fn python_server(python: &str, script: &str) -> (tokio::process::Child, u16) {
+    let mut child = tokio::process::Command::new(python)
+        .args(["-c", script])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("python server did not start in time")
+        .unwrap()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (child, port)
+}
+
 #[tokio::test]
 async fn python_client_against_our_server() {
     let Some(python) = require_python("python_client_against_our_server") else {
@@ -90,21 +111,7 @@ async fn our_client_against_a_python_server() {
     let Some(python) = require_python("our_client_against_a_python_server") else {
         return;
     };
-    let mut child = tokio::process::Command::new(&python)
-        .args(["-c", SERVER])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port: u16 = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("python server did not start in time")
-        .unwrap()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (mut child, port) = python_server(&python, SERVER).await;
     let ws = WsTransport::new(HttpServers::new());
     let remote = ([127, 0, 0, 1], port).into();
     let mut c = connect(
@@ -261,21 +268,7 @@ async fn our_deflate_client_against_a_python_server() {
     let Some(python) = require_python("our_deflate_client_against_a_python_server") else {
         return;
     };
-    let mut child = tokio::process::Command::new(&python)
-        .args(["-c", DEFLATE_SERVER])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port: u16 = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("python server did not start in time")
-        .unwrap()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (mut child, port) = python_server(&python, DEFLATE_SERVER).await;
     let ws = WsTransport::new(HttpServers::new());
     let remote = ([127, 0, 0, 1], port).into();
     let mut c = ws
