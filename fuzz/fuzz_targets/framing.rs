@@ -9,8 +9,6 @@
 
 #![no_main]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
@@ -18,40 +16,11 @@ use nkp_core::Error;
 use nkp_core::codec::{DEFAULT_MAX_FRAME, Framing, StreamCodec};
 use tokio_util::codec::Decoder;
 
-/// The system allocator, remembering the largest single request since the last reset.
-struct Tracking;
-
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/tracking_alloc.rs"]
+mod tracking_alloc;
 
 #[global_allocator]
-static ALLOC: Tracking = Tracking;
+static ALLOC: tracking_alloc::Tracking = tracking_alloc::Tracking;
 
 /// The decoder's read-ahead step (`GROW_STEP` in nkp-core): a frame still arriving may have
 /// this much reserved beyond what was received.
@@ -136,14 +105,14 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or(stream.len())
             .max(1)
             .min(stream.len() - fed);
-        LARGEST.store(0, Ordering::Relaxed);
+        tracking_alloc::reset();
         buf.put_slice(&stream[fed..fed + n]);
-        largest = largest.max(LARGEST.load(Ordering::Relaxed));
+        largest = largest.max(tracking_alloc::largest());
         fed += n;
         loop {
-            LARGEST.store(0, Ordering::Relaxed);
+            tracking_alloc::reset();
             let decoded = codec.decode(&mut buf);
-            largest = largest.max(LARGEST.load(Ordering::Relaxed));
+            largest = largest.max(tracking_alloc::largest());
             match decoded {
                 Ok(Some(frame)) => frames.push(frame),
                 Ok(None) => break,

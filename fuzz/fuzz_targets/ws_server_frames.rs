@@ -17,8 +17,6 @@
 
 #![no_main]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
@@ -27,40 +25,11 @@ use nkp_ws::codec::{CodecError, Decoder, Encoder};
 use nkp_ws::deflate::DeflateParams;
 use nkp_ws::frame::Role;
 
-/// The system allocator, remembering the largest single request since the last reset.
-struct Tracking;
-
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "common/tracking_alloc.rs"]
+mod tracking_alloc;
 
 #[global_allocator]
-static ALLOC: Tracking = Tracking;
+static ALLOC: tracking_alloc::Tracking = tracking_alloc::Tracking;
 
 /// The inflater's own state (zlib-rs: the 32 KiB window and the decoder tables) and the
 /// read buffer's growth are allowed beyond the limit.
@@ -100,10 +69,10 @@ fuzz_target!(|input: &[u8]| {
     });
     let max = if flags & 2 != 0 { 256 } else { 64 * 1024 };
 
-    LARGEST.store(0, Ordering::Relaxed);
+    tracking_alloc::reset();
     let whole = decode(stream, 0, max, params);
     let chunked = decode(stream, usize::from(*step), max, params);
-    let largest = LARGEST.load(Ordering::Relaxed);
+    let largest = tracking_alloc::largest();
     assert!(
         largest <= max + 2 * stream.len() + SLACK,
         "an allocation of {largest} bytes for {} bytes received (limit {max})",
