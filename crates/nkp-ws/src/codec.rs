@@ -237,13 +237,43 @@ impl Decoder {
     /// Decodes the next message from `buf`, consuming what it used. `Ok(None)`: more
     /// bytes are needed (what was consumed is remembered). After an error the decoder must
     /// not be used again (the connection is failed).
+    ///
+    /// A binary message received in one frame shares `buf`'s memory (no copy).
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        self.decode_from(buf)
+    }
+
+    /// Decodes the next message from the front of `buf`, as [`decode`](Self::decode)
+    /// does, and says how many bytes of `buf` it consumed, also with `Ok(None)` (a header
+    /// whose payload is still to come, or fragments of a message, are consumed and
+    /// remembered): the caller keeps `buf[used..]` for the next call. Payloads are copied
+    /// out of `buf` (unmasked) into buffers of their own size.
+    ///
+    /// ```
+    /// use nkp_core::Frame;
+    /// use nkp_ws::codec::{Decoder, Encoder};
+    /// use nkp_ws::frame::Role;
+    ///
+    /// let mut wire = Vec::new();
+    /// Encoder::new(Role::Client, None).encode(&Frame::text("hi"), &mut wire).unwrap();
+    /// wire.push(0x82); // the start of the next frame
+    /// let mut server = Decoder::new(Role::Server, 1024, None);
+    /// let (frame, used) = server.decode_slice(&wire).unwrap();
+    /// assert_eq!((frame, used), (Some(Frame::text("hi")), wire.len() - 1));
+    /// ```
+    pub fn decode_slice(&mut self, buf: &[u8]) -> Result<(Option<Frame>, usize), CodecError> {
+        let mut src = SliceSource { rest: buf };
+        let frame = self.decode_from(&mut src)?;
+        Ok((frame, buf.len() - src.rest.len()))
+    }
+
+    fn decode_from<S: Source>(&mut self, buf: &mut S) -> Result<Option<Frame>, CodecError> {
         loop {
             let (h, op) = match self.header {
                 Some(h) => (h, h.opcode().unwrap_or(OpCode::Binary)),
                 None => {
                     let Some((h, n)) =
-                        FrameHeader::parse(buf).map_err(|e| protocol(e.to_string()))?
+                        FrameHeader::parse(buf.bytes()).map_err(|e| protocol(e.to_string()))?
                     else {
                         return Ok(None);
                     };
@@ -258,14 +288,11 @@ impl Decoder {
                 size: h.len,
                 max: self.max,
             })?;
-            if buf.len() < len {
+            if buf.bytes().len() < len {
                 return Ok(None);
             }
             self.header = None;
-            let mut payload = buf.split_to(len);
-            if let Some(k) = h.mask {
-                apply_mask(&mut payload, k);
-            }
+            let payload = buf.take(len, h.mask);
             match op {
                 OpCode::Ping => return Ok(Some(Frame::Ping(payload.freeze()))),
                 OpCode::Pong => return Ok(Some(Frame::Pong(payload.freeze()))),
@@ -278,7 +305,8 @@ impl Decoder {
                         });
                 }
                 OpCode::Text | OpCode::Binary if h.fin && !h.rsv1 => {
-                    // a whole message in one frame: no copy for binary
+                    // a whole message in one frame: binary keeps the payload's buffer,
+                    // text too when the payload owns it (decoded from a slice)
                     return if op == OpCode::Text {
                         text(Vec::from(payload)).map(Some)
                     } else {
@@ -348,6 +376,60 @@ impl Decoder {
     }
 }
 
+/// Where the decoder takes bytes from.
+trait Source {
+    /// The bytes not consumed yet.
+    fn bytes(&self) -> &[u8];
+    /// Consumes `n` bytes (`n <= bytes().len()`).
+    fn advance(&mut self, n: usize);
+    /// Consumes the next `len` bytes (`len <= bytes().len()`), unmasked with `mask`.
+    fn take(&mut self, len: usize, mask: Option<[u8; 4]>) -> BytesMut;
+}
+
+/// The payload is split off the buffer: no copy.
+impl Source for BytesMut {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+
+    fn advance(&mut self, n: usize) {
+        Buf::advance(self, n);
+    }
+
+    fn take(&mut self, len: usize, mask: Option<[u8; 4]>) -> BytesMut {
+        let mut payload = self.split_to(len);
+        if let Some(k) = mask {
+            apply_mask(&mut payload, k);
+        }
+        payload
+    }
+}
+
+/// A borrowed slice: the payload is copied into an allocation of its own size.
+struct SliceSource<'a> {
+    rest: &'a [u8],
+}
+
+impl Source for SliceSource<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.rest
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.rest = &self.rest[n..];
+    }
+
+    fn take(&mut self, len: usize, mask: Option<[u8; 4]>) -> BytesMut {
+        let (payload, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        let mut payload = BytesMut::from(payload);
+        if let Some(k) = mask {
+            apply_mask(&mut payload, k);
+        }
+        payload
+    }
+}
+
 /// The most compressed bytes accepted for a message of at most `max` bytes: deflate's
 /// worst-case expansion (stored blocks: 5 bytes per 16 KiB and a few more) with margin.
 fn compressed_limit(max: usize) -> usize {
@@ -398,6 +480,38 @@ impl Encoder {
             Role::Client => Some(rand::random()),
             Role::Server => None,
         }
+    }
+
+    /// The header of `frame` when it is sent as that header followed by the frame's
+    /// payload unchanged (a data frame from a server, not compressed); `None` when
+    /// [`encode`](Self::encode) has more to do (masking, compression, control frames).
+    ///
+    /// ```
+    /// use nkp_core::Frame;
+    /// use nkp_ws::codec::Encoder;
+    /// use nkp_ws::frame::Role;
+    ///
+    /// let f = Frame::binary(vec![7u8; 300]);
+    /// let h = Encoder::new(Role::Server, None).plain_header(&f).unwrap();
+    /// let mut wire = Vec::new();
+    /// h.write(&mut wire);
+    /// wire.extend_from_slice(f.payload());
+    /// let mut encoded = Vec::new();
+    /// Encoder::new(Role::Server, None).encode(&f, &mut encoded).unwrap();
+    /// assert_eq!(wire, encoded);
+    /// assert!(Encoder::new(Role::Client, None).plain_header(&f).is_none());
+    /// ```
+    pub fn plain_header(&self, frame: &Frame) -> Option<FrameHeader> {
+        let op = match frame {
+            Frame::Text(_) => OpCode::Text,
+            Frame::Binary(_) => OpCode::Binary,
+            _ => return None,
+        };
+        let len = frame.payload().len();
+        if self.role != Role::Server || (self.deflater.is_some() && len >= MIN_COMPRESS_LEN) {
+            return None;
+        }
+        Some(FrameHeader::new(true, op, None, len as u64))
     }
 
     /// Appends `frame` to `out` as one WebSocket frame.
@@ -526,7 +640,42 @@ mod tests {
         let whole = run(Decoder::new(Role::Server, max, deflate), wire, wire.len());
         let bytewise = run(Decoder::new(Role::Server, max, deflate), wire, 1);
         assert_eq!(whole, bytewise, "the split of the input must not matter");
+        for step in [1, 2, 7, wire.len()] {
+            let linkwise = run_as_link(Decoder::new(Role::Server, max, deflate), wire, step);
+            assert_eq!(
+                whole, linkwise,
+                "slices and buffers decode alike (step {step})"
+            );
+        }
         whole
+    }
+
+    /// As the link reads: a chunk arriving while nothing is buffered is decoded from the
+    /// slice (one message at most), the rest is buffered and decoded from the buffer.
+    fn run_as_link(mut d: Decoder, wire: &[u8], step: usize) -> (Vec<Frame>, Option<CodecError>) {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in wire.chunks(step.max(1)) {
+            if buf.is_empty() {
+                match d.decode_slice(chunk) {
+                    Ok((f, used)) => {
+                        out.extend(f);
+                        buf.extend_from_slice(&chunk[used..]);
+                    }
+                    Err(e) => return (out, Some(e)),
+                }
+            } else {
+                buf.extend_from_slice(chunk);
+            }
+            loop {
+                match d.decode(&mut buf) {
+                    Ok(Some(f)) => out.push(f),
+                    Ok(None) => break,
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+        }
+        (out, None)
     }
 
     fn run(mut d: Decoder, wire: &[u8], step: usize) -> (Vec<Frame>, Option<CodecError>) {

@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -12,11 +13,11 @@ use bytes::BytesMut;
 use futures_core::Stream;
 use futures_sink::Sink;
 use nkp_core::{CloseReason, Error, Frame, Link, LinkInfo};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::codec::{Decoder, Encoder};
+use crate::codec::{CodecError, Decoder, Encoder};
 use crate::deflate::DeflateParams;
-use crate::frame::Role;
+use crate::frame::{FrameHeader, MAX_HEADER_LEN, Role};
 
 /// A byte stream a WebSocket runs on (TCP, TLS, or an upgraded HTTP connection).
 pub trait WsIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -30,7 +31,11 @@ pub type BoxIo = Box<dyn WsIo>;
 /// does reading while automatic replies (pongs) pile up for a peer that does not read.
 const HIGH_WATER: usize = 64 * 1024;
 
-/// Smallest read; a frame in progress asks for up to [`MAX_READ`] at once.
+/// Bytes read at a time into a scratch buffer on the stack while nothing is buffered.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Smallest read into the read buffer (a frame in progress); it asks for up to
+/// [`MAX_READ`] at once.
 const MIN_READ: usize = 4 * 1024;
 const MAX_READ: usize = 256 * 1024;
 
@@ -52,6 +57,13 @@ const MAX_READ: usize = 256 * 1024;
 /// Polling is cancel-safe: all progress is kept in the link. An idle link holds no
 /// buffers: the read buffer is released when it is empty and the socket has nothing to
 /// read, the write buffer once it is written.
+///
+/// Costs: while nothing is buffered, reads go through a scratch buffer on the stack, and
+/// a message that arrived whole is copied (unmasked) into an allocation of its own size;
+/// only what follows it, or a frame still arriving, is kept in the read buffer. A data
+/// frame a server sends alone (nothing else waiting to be written, not compressed) is
+/// written from the frame itself, header and payload in one vectored write, when the
+/// stream supports vectored writes; everything else is encoded into the write buffer.
 pub struct WsLink {
     io: BoxIo,
     info: LinkInfo,
@@ -63,6 +75,9 @@ pub struct WsLink {
     /// Encoded frames not yet written, from `wpos` on.
     wbuf: Vec<u8>,
     wpos: usize,
+    /// A lone data frame written without copying; never set while `wbuf` holds unsent
+    /// bytes (a second frame moves it into `wbuf`, to keep the order).
+    single: Option<Single>,
     /// The write side failed: nothing more is written.
     write_dead: bool,
     /// A close frame to send because of a reading error, and the error to report after.
@@ -103,6 +118,7 @@ impl WsLink {
             rbuf: BytesMut::from(read_ahead),
             wbuf: Vec::new(),
             wpos: 0,
+            single: None,
             write_dead: false,
             failing: None,
             ended: false,
@@ -132,19 +148,43 @@ impl WsLink {
         self.max_message_size
     }
 
-    /// Bytes held in buffers by the link itself (read and write buffers' capacity; not the
-    /// compressor state): zero for an idle link.
+    /// Bytes held in buffers by the link itself (read and write buffers' capacity, and the
+    /// payload of a frame waiting to be written; not the compressor state): zero for an
+    /// idle link.
     pub fn buffered_capacity(&self) -> usize {
-        self.rbuf.capacity() + self.wbuf.capacity()
+        self.rbuf.capacity()
+            + self.wbuf.capacity()
+            + self.single.as_ref().map_or(0, |s| s.frame.payload().len())
     }
 
     /// Queues a frame the link sends by itself (pong, close reply); errors are dropped
     /// (only over-long control payloads, which a received frame cannot have).
     fn queue(&mut self, frame: &Frame) {
         if !self.write_dead {
+            self.spill();
             self.compact();
             let _ = self.encoder.encode(frame, &mut self.wbuf);
         }
+    }
+
+    /// Moves what is left of the lone frame into the write buffer, before more is
+    /// appended to it.
+    fn spill(&mut self) {
+        if let Some(s) = self.single.take() {
+            self.compact();
+            let (head, body) = s.rest();
+            self.wbuf.reserve(head.len() + body.len());
+            self.wbuf.extend_from_slice(head);
+            self.wbuf.extend_from_slice(body);
+        }
+    }
+
+    /// The write side failed: nothing more is written, nothing unsent is kept.
+    fn kill_writes(&mut self) {
+        self.write_dead = true;
+        self.wbuf = Vec::new();
+        self.wpos = 0;
+        self.single = None;
     }
 
     /// Drops the written part of the write buffer before more is appended.
@@ -156,24 +196,44 @@ impl WsLink {
     }
 
     fn pending_write(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.wbuf.len() - self.wpos + self.single.as_ref().map_or(0, Single::remaining)
     }
 
-    /// Writes the write buffer out; releases it once empty.
+    /// Writes the lone frame or the write buffer out; releases the buffer once empty.
     fn poll_write_buf(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(s) = &mut self.single {
+            while s.remaining() > 0 {
+                let (head, body) = s.rest();
+                let io = Pin::new(&mut self.io);
+                let r = if head.is_empty() {
+                    ready!(io.poll_write(cx, body))
+                } else {
+                    let bufs = [io::IoSlice::new(head), io::IoSlice::new(body)];
+                    ready!(io.poll_write_vectored(cx, &bufs))
+                };
+                match r {
+                    Ok(0) => {
+                        self.kill_writes();
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    Ok(n) => s.written += n,
+                    Err(e) => {
+                        self.kill_writes();
+                        return Poll::Ready(Err(e));
+                    }
+                }
+            }
+            self.single = None;
+        }
         while self.wpos < self.wbuf.len() {
             let n = match ready!(Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..])) {
                 Ok(0) => {
-                    self.write_dead = true;
-                    self.wbuf = Vec::new();
-                    self.wpos = 0;
+                    self.kill_writes();
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
                 Ok(n) => n,
                 Err(e) => {
-                    self.write_dead = true;
-                    self.wbuf = Vec::new();
-                    self.wpos = 0;
+                    self.kill_writes();
                     return Poll::Ready(Err(e));
                 }
             };
@@ -217,6 +277,91 @@ impl WsLink {
     fn write_error(&self, e: io::Error) -> Error {
         Error::io("websocket write", Some(self.info.remote), e)
     }
+
+    /// What a decoded message (or the decoder's error) means for `poll_next`.
+    fn on_decoded(&mut self, cx: &mut Context<'_>, r: Result<Option<Frame>, CodecError>) -> Step {
+        match r {
+            Ok(Some(Frame::Ping(p))) => {
+                if !self.close_sent {
+                    self.queue(&Frame::Pong(p));
+                }
+                Step::Again
+            }
+            Ok(Some(Frame::Close(c))) => {
+                if !self.close_sent {
+                    self.close_sent = true;
+                    // echo the code (RFC 6455 §5.5.1)
+                    let reply = Frame::Close(c.as_ref().map(|r| CloseReason {
+                        code: r.code,
+                        reason: String::new(),
+                    }));
+                    self.queue(&reply);
+                }
+                self.ended = true;
+                self.rbuf = BytesMut::new();
+                if !self.write_dead {
+                    // sent at once; if the socket is full, the next poll finishes it
+                    let _ = self.poll_flush_all(cx);
+                }
+                Step::Return(Frame::Close(c))
+            }
+            // the read buffer stays for the next message; it is released when a read
+            // finds nothing to read
+            Ok(Some(frame)) => Step::Return(frame),
+            Ok(None) => Step::Read,
+            Err(e) => {
+                let close = Frame::close(e.close_code(), e.close_reason());
+                self.failing = Some((Some(close), e.into()));
+                Step::Again
+            }
+        }
+    }
+}
+
+/// The next step of `poll_next` after decoding.
+enum Step {
+    /// Pass this frame up.
+    Return(Frame),
+    /// Decode again (or report the failure).
+    Again,
+    /// More bytes are needed.
+    Read,
+}
+
+/// A data frame written from the frame itself: `head`, then the frame's payload;
+/// `written` bytes of both are out.
+struct Single {
+    head: [u8; MAX_HEADER_LEN],
+    head_len: usize,
+    frame: Frame,
+    written: usize,
+}
+
+impl Single {
+    fn new(header: FrameHeader, frame: Frame) -> Single {
+        let mut head = [0; MAX_HEADER_LEN];
+        let head_len = header.encode(&mut head);
+        Single {
+            head,
+            head_len,
+            frame,
+            written: 0,
+        }
+    }
+
+    /// What is left to write: the rest of the header, the rest of the payload.
+    fn rest(&self) -> (&[u8], &[u8]) {
+        let head = &self.head[self.written.min(self.head_len)..self.head_len];
+        let body = self.frame.payload();
+        (
+            head,
+            &body[self.written.saturating_sub(self.head_len).min(body.len())..],
+        )
+    }
+
+    fn remaining(&self) -> usize {
+        (self.head_len + self.frame.payload().len()).saturating_sub(self.written)
+    }
 }
 
 impl Stream for WsLink {
@@ -244,39 +389,55 @@ impl Stream for WsLink {
                     _ => {}
                 }
             }
-            match this.decoder.decode(&mut this.rbuf) {
-                Ok(Some(Frame::Ping(p))) => {
-                    if !this.close_sent {
-                        this.queue(&Frame::Pong(p));
-                    }
-                    continue;
+            // (with nothing buffered the decoder can only ask for more)
+            if !this.rbuf.is_empty() {
+                let decoded = this.decoder.decode(&mut this.rbuf);
+                match this.on_decoded(cx, decoded) {
+                    Step::Return(frame) => return Poll::Ready(Some(Ok(frame))),
+                    Step::Again => continue,
+                    Step::Read => {}
                 }
-                Ok(Some(Frame::Close(c))) => {
-                    if !this.close_sent {
-                        this.close_sent = true;
-                        // echo the code (RFC 6455 §5.5.1)
-                        let reply = Frame::Close(c.as_ref().map(|r| CloseReason {
-                            code: r.code,
-                            reason: String::new(),
-                        }));
-                        this.queue(&reply);
+            }
+            if this.rbuf.is_empty() {
+                // nothing buffered: read into a scratch buffer on the stack, decode the
+                // first message from it, and buffer only what follows
+                let mut scratch = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+                let mut rb = ReadBuf::uninit(&mut scratch);
+                match Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+                    Poll::Pending => {
+                        // idle: hold no buffer while waiting
+                        this.rbuf = BytesMut::new();
+                        return Poll::Pending;
                     }
+                    Poll::Ready(Err(e)) => {
+                        let e = Error::io("websocket read", Some(this.info.remote), e);
+                        this.failing = Some((None, e));
+                        continue;
+                    }
+                    Poll::Ready(Ok(())) => {}
+                }
+                let got = rb.filled();
+                if got.is_empty() {
+                    // the peer went away without a close frame: the stream just ends
                     this.ended = true;
                     this.rbuf = BytesMut::new();
-                    if !this.write_dead {
-                        // sent at once; if the socket is full, the next poll finishes it
-                        let _ = this.poll_flush_all(cx);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::Close(c))));
+                    return Poll::Ready(None);
                 }
-                // the read buffer stays for the next message; it is released when a read
-                // finds nothing to read
-                Ok(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
-                Ok(None) => {}
-                Err(e) => {
-                    let close = Frame::close(e.close_code(), e.close_reason());
-                    this.failing = Some((Some(close), e.into()));
-                    continue;
+                let decoded = match this.decoder.decode_slice(got) {
+                    Ok((frame, used)) => {
+                        let rest = &got[used..];
+                        if !rest.is_empty() {
+                            let want = this.decoder.wanted(rest.len()).clamp(MIN_READ, MAX_READ);
+                            this.rbuf.reserve(rest.len() + want);
+                            this.rbuf.extend_from_slice(rest);
+                        }
+                        Ok(frame)
+                    }
+                    Err(e) => Err(e),
+                };
+                match this.on_decoded(cx, decoded) {
+                    Step::Return(frame) => return Poll::Ready(Some(Ok(frame))),
+                    Step::Again | Step::Read => continue,
                 }
             }
             // read more: at least MIN_READ of room, more for a large frame in progress
@@ -288,13 +449,8 @@ impl Stream for WsLink {
                 this.rbuf.reserve(want);
             }
             match tokio_util::io::poll_read_buf(Pin::new(&mut this.io), cx, &mut this.rbuf) {
-                Poll::Pending => {
-                    if this.rbuf.is_empty() {
-                        // idle: hold no buffer while waiting
-                        this.rbuf = BytesMut::new();
-                    }
-                    return Poll::Pending;
-                }
+                // (not idle: a frame is in progress)
+                Poll::Pending => return Poll::Pending,
                 // the peer went away without a close frame: the stream just ends
                 Poll::Ready(Ok(0)) => {
                     this.ended = true;
@@ -345,6 +501,14 @@ impl Sink<Frame> for WsLink {
                 ))),
             };
         }
+        if this.pending_write() == 0
+            && this.io.is_write_vectored()
+            && let Some(h) = this.encoder.plain_header(&frame)
+        {
+            this.single = Some(Single::new(h, frame));
+            return Ok(());
+        }
+        this.spill();
         this.compact();
         this.encoder.encode(&frame, &mut this.wbuf)?;
         if matches!(frame, Frame::Close(_)) {
@@ -409,6 +573,8 @@ impl Link for WsLink {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use futures_util::{SinkExt, StreamExt};
@@ -597,5 +763,155 @@ mod tests {
             link.send(Frame::text("x")).await,
             Err(Error::Closed(_))
         ));
+    }
+
+    /// A stream over `inner` that supports vectored writes, takes at most `limit` bytes
+    /// per write and counts the writes.
+    struct Vectored {
+        inner: DuplexStream,
+        limit: usize,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for Vectored {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Vectored {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.limit);
+            let r = ready!(Pin::new(&mut self.inner).poll_write(cx, &buf[..n]));
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            Poll::Ready(r)
+        }
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            self.poll_write(cx, &all)
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A server link over a [`Vectored`] stream, and its write counter.
+    fn vectored_server(inner: DuplexStream, limit: usize) -> (WsLink, Arc<AtomicUsize>) {
+        let a = "127.0.0.1:1".parse().unwrap();
+        let info = LinkInfo::new(TransportKind::Ws, a, a);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let io = Vectored {
+            inner,
+            limit,
+            writes: writes.clone(),
+        };
+        let link = WsLink::new(Box::new(io), Role::Server, info, 1 << 20, None, &[]);
+        (link, writes)
+    }
+
+    /// A data frame a server sends alone goes out in one vectored write, header and
+    /// payload, without the write buffer being allocated.
+    #[tokio::test]
+    async fn a_lone_frame_goes_out_in_one_write_without_the_buffer() {
+        let (a, mut peer) = tokio::io::duplex(1 << 16);
+        let (mut link, writes) = vectored_server(a, usize::MAX);
+        for f in [Frame::binary(vec![5u8; 300]), Frame::text("é".repeat(40))] {
+            let before = writes.load(Ordering::Relaxed);
+            link.feed(f.clone()).await.unwrap();
+            assert_eq!(link.wbuf.capacity(), 0);
+            assert!(link.single.is_some());
+            link.flush().await.unwrap();
+            assert_eq!(writes.load(Ordering::Relaxed) - before, 1);
+            assert_eq!(link.buffered_capacity(), 0);
+            assert_eq!(server_frames(&mut peer).await, vec![f]);
+        }
+    }
+
+    /// Frames keep their order when a lone frame, partly written, is followed by more
+    /// frames and by an automatic pong.
+    #[tokio::test]
+    async fn a_partly_written_lone_frame_keeps_its_place() {
+        let (a, peer) = tokio::io::duplex(7);
+        let (mut peer_rx, mut peer_tx) = tokio::io::split(peer);
+        let (mut link, writes) = vectored_server(a, 3);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let first = Frame::binary(vec![1u8; 200]);
+        link.feed(first.clone()).await.unwrap();
+        assert!(Pin::new(&mut link).poll_flush(&mut cx).is_pending());
+        assert!(
+            writes.load(Ordering::Relaxed) >= 2,
+            "the header and some of the payload are out"
+        );
+        assert!(link.single.is_some());
+        // a ping: its pong goes after the frame
+        peer_tx
+            .write_all(&client_wire(&[Frame::Ping(Bytes::from_static(b"p"))]))
+            .await
+            .unwrap();
+        assert!(Pin::new(&mut link).poll_next(&mut cx).is_pending());
+        assert!(link.single.is_none(), "moved into the buffer");
+        let second = Frame::text("second");
+        link.feed(second.clone()).await.unwrap();
+        let reader = tokio::spawn(async move {
+            let mut d = Decoder::new(Role::Client, 1 << 20, None);
+            let mut b = BytesMut::new();
+            let mut got = Vec::new();
+            while got.len() < 3 && peer_rx.read_buf(&mut b).await.unwrap() > 0 {
+                while let Ok(Some(f)) = d.decode(&mut b) {
+                    got.push(f);
+                }
+            }
+            got
+        });
+        link.flush().await.unwrap();
+        assert_eq!(
+            reader.await.unwrap(),
+            vec![first, Frame::Pong(Bytes::from_static(b"p")), second]
+        );
+        assert_eq!(link.buffered_capacity(), 0);
+    }
+
+    /// Several frames and the start of one more arriving in one read: each is delivered,
+    /// only what follows the first is buffered, and the buffer is released once the
+    /// socket has nothing more.
+    #[tokio::test]
+    async fn frames_read_together_are_all_delivered_and_the_buffer_released() {
+        let (a, mut peer) = tokio::io::duplex(1 << 16);
+        let mut link = server(a);
+        let frames = vec![
+            Frame::binary(vec![9u8; 20]),
+            Frame::text("two"),
+            Frame::binary(vec![7u8; 3000]),
+        ];
+        let wire = client_wire(&frames);
+        let cut = wire.len() - 1000;
+        peer.write_all(&wire[..cut]).await.unwrap();
+        assert_eq!(link.next().await.unwrap().unwrap(), frames[0]);
+        assert!(link.buffered_capacity() > 0);
+        assert_eq!(link.next().await.unwrap().unwrap(), frames[1]);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Pin::new(&mut link).poll_next(&mut cx).is_pending());
+        peer.write_all(&wire[cut..]).await.unwrap();
+        assert_eq!(link.next().await.unwrap().unwrap(), frames[2]);
+        assert!(Pin::new(&mut link).poll_next(&mut cx).is_pending());
+        assert_eq!(link.buffered_capacity(), 0);
     }
 }
