@@ -3,7 +3,8 @@
 //!
 //! * nothing panics;
 //! * the outcome (messages, then the error and its close code) does not depend on the
-//!   chunking;
+//!   chunking, nor on decoding the first message straight from the read chunk as `WsLink`
+//!   does (`Decoder::decode_slice`);
 //! * messages respect the limits (data ≤ `max_message_size`, control ≤ 125 bytes);
 //! * no allocation while decoding is larger than the limit plus what was received (plus
 //!   the fixed inflater state): a declared length is never allocated up front, and a
@@ -59,6 +60,42 @@ fn decode(
     (frames, None)
 }
 
+/// Decodes `stream` in chunks of `step` bytes the way `WsLink` reads: while nothing is
+/// buffered, the first message comes straight from the chunk (`decode_slice`), and only the
+/// bytes after it are buffered.
+fn decode_as_the_link(
+    stream: &[u8],
+    step: usize,
+    max: usize,
+    params: Option<DeflateParams>,
+) -> (Vec<Frame>, Option<CodecError>) {
+    let mut d = Decoder::new(Role::Server, max, params);
+    let mut buf = BytesMut::new();
+    let mut frames = Vec::new();
+    let step = if step == 0 { stream.len().max(1) } else { step };
+    for chunk in stream.chunks(step) {
+        let mut rest = chunk;
+        if buf.is_empty() {
+            match d.decode_slice(rest) {
+                Ok((f, used)) => {
+                    frames.extend(f);
+                    rest = &rest[used..];
+                }
+                Err(e) => return (frames, Some(e)),
+            }
+        }
+        buf.extend_from_slice(rest);
+        loop {
+            match d.decode(&mut buf) {
+                Ok(Some(f)) => frames.push(f),
+                Ok(None) => break,
+                Err(e) => return (frames, Some(e)),
+            }
+        }
+    }
+    (frames, None)
+}
+
 fuzz_target!(|input: &[u8]| {
     let [flags, step, stream @ ..] = input else {
         return;
@@ -72,6 +109,7 @@ fuzz_target!(|input: &[u8]| {
     tracking_alloc::reset();
     let whole = decode(stream, 0, max, params);
     let chunked = decode(stream, usize::from(*step), max, params);
+    let as_the_link = decode_as_the_link(stream, usize::from(*step), max, params);
     let largest = tracking_alloc::largest();
     assert!(
         largest <= max + 2 * stream.len() + SLACK,
@@ -79,6 +117,7 @@ fuzz_target!(|input: &[u8]| {
         stream.len()
     );
     assert_eq!(whole, chunked, "the chunking changed the outcome");
+    assert_eq!(whole, as_the_link, "decoding from the read chunk changed the outcome");
 
     let (frames, error) = whole;
     if let Some(e) = &error {
