@@ -262,7 +262,12 @@ impl Queue {
 impl Shared {
     /// Queues a command if there is room.
     fn try_push(&self, cmd: Command) -> Result<(), PushError> {
-        {
+        self.push_now(cmd).map(|_| ())
+    }
+
+    /// Queues a command if there is room; `Ok(true)` when room is left after it.
+    fn push_now(&self, cmd: Command) -> Result<bool, PushError> {
+        let room_left = {
             let mut q = self.queue.inner.lock();
             if q.closed {
                 return Err(PushError::Closed);
@@ -271,22 +276,35 @@ impl Shared {
                 return Err(PushError::Full(cmd));
             }
             q.items.push_back(cmd);
-        }
+            q.items.len() < QUEUE_CAP
+        };
         self.signal();
-        Ok(())
+        Ok(room_left)
     }
 
     /// Queues a command, waiting for room.
     async fn push(&self, mut cmd: Command) -> Result<(), PushError> {
+        let mut waited = false;
         loop {
             let room = self.queue.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            match self.try_push(cmd) {
+            match self.push_now(cmd) {
                 Err(PushError::Full(c)) => cmd = c,
-                other => return other,
+                Ok(room_left) => {
+                    if waited && room_left {
+                        // The task notifies one waiting sender when it takes a command
+                        // from a full queue, however many it takes after: pass the
+                        // notification on, or the other waiting senders would wait (until
+                        // their timeout) for a queue that has room.
+                        self.queue.room.notify_one();
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
             }
             room.await;
+            waited = true;
         }
     }
 
@@ -577,4 +595,167 @@ pub(crate) enum LinkSource {
     Pending(BoxFuture<'static, Result<BoxLink, Error>>),
     /// Taken by the connection task.
     Taken,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::{Future, poll_fn};
+    use std::task::Poll;
+
+    fn test_conn() -> Connection {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let link = nkp_core::LinkInfo::new(TransportKind::Tcp, addr, addr);
+        let info = ConnInfo::new(
+            "t".into(),
+            "d".into(),
+            Arc::from("p"),
+            &link,
+            None,
+            None,
+            Direction::Inbound,
+            Arc::new(Options::default()),
+            None,
+        );
+        Connection::new(info, CancellationToken::new(), None)
+    }
+
+    fn cast(n: usize) -> Command {
+        Command::Cast(Box::new(n))
+    }
+
+    /// Waits for `fut`, failing with `what` if it hangs (a hang detector, not a timing
+    /// assertion: the limit is far above anything the test needs).
+    async fn no_hang<T>(what: &str, fut: impl Future<Output = T>) -> T {
+        match tokio::time::timeout(Duration::from_secs(60), fut).await {
+            Ok(v) => v,
+            Err(_) => panic!("hung: {what}"),
+        }
+    }
+
+    /// Several senders wait for room in a full queue; the task then empties it. Every one
+    /// of them must get in (one notification per pop from a full queue released only the
+    /// first, the others waited for their timeout though the queue was empty).
+    #[tokio::test]
+    async fn every_waiting_sender_gets_room() {
+        let conn = test_conn();
+        for i in 0..QUEUE_CAP {
+            assert!(conn.shared.try_push(cast(i)).is_ok());
+        }
+        let mut senders = Vec::new();
+        for i in 0..4 {
+            let c = conn.clone();
+            senders.push(tokio::spawn(async move {
+                c.shared.push(cast(1000 + i)).await.is_ok()
+            }));
+        }
+        // Let them find the queue full and wait.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..QUEUE_CAP {
+            assert!(conn.pop_command().is_some());
+        }
+        for s in senders {
+            assert!(
+                no_hang("a sender waiting for room in an emptied queue", s)
+                    .await
+                    .unwrap()
+            );
+        }
+        let mut left = 0;
+        while conn.pop_command().is_some() {
+            left += 1;
+        }
+        assert_eq!(left, 4);
+    }
+
+    /// A sender waiting for room is released with an error when the queue closes.
+    #[tokio::test]
+    async fn close_releases_waiting_senders() {
+        let conn = test_conn();
+        for i in 0..QUEUE_CAP {
+            assert!(conn.shared.try_push(cast(i)).is_ok());
+        }
+        let c = conn.clone();
+        let waiter = tokio::spawn(async move { c.shared.push(cast(0)).await.is_err() });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        conn.close_queue();
+        assert!(
+            no_hang("a sender waiting when the queue closed", waiter)
+                .await
+                .unwrap()
+        );
+        assert!(matches!(
+            conn.shared.try_push(cast(0)),
+            Err(PushError::Closed)
+        ));
+    }
+
+    /// Many threads push (waiting for room when full) while a consumer reads the queue
+    /// exactly as the connection task does (`take_fired`, then pop until empty): every
+    /// command arrives and nobody hangs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn stress_many_senders_one_reader() {
+        const SENDERS: usize = 8;
+        const EACH: usize = 3000;
+        let conn = test_conn();
+        let reader = {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let mut got = [0usize; SENDERS];
+                let mut total = 0;
+                let mut recheck = true;
+                while total < SENDERS * EACH {
+                    let cmd = poll_fn(|cx| {
+                        if conn.take_fired(cx.waker()) || recheck {
+                            recheck = false;
+                            if let Some(c) = conn.pop_command() {
+                                recheck = true;
+                                return Poll::Ready(c);
+                            }
+                        }
+                        Poll::Pending
+                    })
+                    .await;
+                    let Command::Cast(b) = cmd else {
+                        panic!("unexpected command")
+                    };
+                    let v = *b.downcast::<usize>().unwrap();
+                    let (s, n) = (v / EACH, v % EACH);
+                    // Each sender's commands arrive in order.
+                    assert_eq!(got[s], n, "sender {s}");
+                    got[s] += 1;
+                    total += 1;
+                    if total % 97 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                total
+            })
+        };
+        let mut senders = Vec::new();
+        for s in 0..SENDERS {
+            let c = conn.clone();
+            senders.push(tokio::spawn(async move {
+                for n in 0..EACH {
+                    let cmd = cast(s * EACH + n);
+                    // Alternate the two ways in: without waiting, and waiting for room.
+                    match c.shared.try_push(cmd) {
+                        Ok(()) => {}
+                        Err(PushError::Full(cmd)) => {
+                            assert!(c.shared.push(cmd).await.is_ok());
+                        }
+                        Err(PushError::Closed) => panic!("closed"),
+                    }
+                }
+            }));
+        }
+        for s in senders {
+            no_hang("a sender", s).await.unwrap();
+        }
+        assert_eq!(no_hang("the reader", reader).await.unwrap(), SENDERS * EACH);
+    }
 }
