@@ -92,6 +92,10 @@ struct Engine<P: Protocol> {
     budget: Duration,
     metrics: ConnMetrics,
     keepalive: Keepalive,
+    /// The tokens whose cancellation stops the connection (its one stop token, its
+    /// monitor): a write that has to wait looks at them when the `fired` flag is set, to
+    /// release senders waiting for room as soon as the connection is stopping.
+    stops: [Option<CancellationToken>; 2],
 }
 
 impl<P: Protocol> Drop for Engine<P> {
@@ -321,6 +325,7 @@ fn start<P: Protocol>(
         budget: callback_budget,
         metrics,
         keepalive,
+        stops: [None, None],
     };
     let rest = Rest {
         ready,
@@ -381,9 +386,9 @@ impl<P: Protocol> Engine<P> {
         // One stop token: a listener's token is a child of the node's shutdown token, so
         // it fires on both; which one it was is read from `shutdown` afterwards.
         let on_listener = listener_stop.is_some();
-        let stopped = listener_stop
-            .unwrap_or_else(|| shutdown.clone())
-            .cancelled_owned();
+        let stop = listener_stop.unwrap_or_else(|| shutdown.clone());
+        self.stops = [Some(stop.clone()), monitor.clone()];
+        let stopped = stop.cancelled_owned();
         let mut stopped = pin!(stopped);
         let mut monitor_ended = pin!(monitor.map(CancellationToken::cancelled_owned));
         let reason = loop {
@@ -568,6 +573,8 @@ impl<P: Protocol> Engine<P> {
     /// Graceful stop: messages already queued are still written (within [`CLOSE_TIMEOUT`]),
     /// so a `send` that was accepted is either delivered or its caller gets an error.
     async fn drain(&mut self, state: &mut P::State) {
+        // Only what is queued now: senders still waiting for room are told at once.
+        self.conn.seal_queue();
         let deadline = Instant::now() + CLOSE_TIMEOUT;
         let mut waiting = Vec::new();
         let mut failed: Option<String> = None;
@@ -632,6 +639,9 @@ impl<P: Protocol> Engine<P> {
 
     async fn finish(&mut self, reason: StopReason, state: Option<P::State>) {
         tracing::debug!(%reason, "connection stopping");
+        // Senders waiting for room learn now that the connection is gone, not once the
+        // link is closed (up to CLOSE_TIMEOUT).
+        self.conn.seal_queue();
         if let Some((peer, _)) = self.bridge.take() {
             peer.unbridge();
         }
@@ -708,6 +718,8 @@ impl<P: Protocol> Engine<P> {
         WriteOp {
             after: self.write_timeout(),
             link: &mut self.link,
+            conn: &self.conn,
+            stops: &self.stops,
             op,
             timer: None,
         }
@@ -1003,6 +1015,8 @@ impl<P: Protocol> Engine<P> {
 /// only if the operation does not complete at once (the common case costs no timer).
 struct WriteOp<'a, F> {
     link: &'a mut BoxLink,
+    conn: &'a Connection,
+    stops: &'a [Option<CancellationToken>; 2],
     op: F,
     after: Duration,
     timer: Option<Pin<Box<Sleep>>>,
@@ -1018,6 +1032,16 @@ where
         let this = self.get_mut();
         if let Poll::Ready(r) = (this.op)(Pin::new(&mut *this.link), cx) {
             return Poll::Ready(r);
+        }
+        // A stop token cancelled now is seen by the task only once this write ends, up to
+        // its timeout: release the senders waiting for room in the queue at once (those
+        // already queued are drained or refused when the task gets to it). The task's
+        // waker is registered again first: a wake-up takes it, and one taken by a command
+        // queued meanwhile would leave the cancellation unseen.
+        if this.conn.watch_fired(cx.waker())
+            && this.stops.iter().flatten().any(|t| t.is_cancelled())
+        {
+            this.conn.seal_queue();
         }
         let after = this.after;
         let timer = this
@@ -1059,6 +1083,84 @@ mod tests {
     use super::*;
     use crate::conn::table::ConnectionTable;
     use nkp_core::{Framing, LinkInfo, StreamCodec, StreamLink};
+
+    /// A connection task on one end of an in-memory pipe whose other end never reads:
+    /// its writes block once the pipe's buffer is full.
+    fn blocked_conn(
+        shutdown: &CancellationToken,
+    ) -> (
+        impl Future<Output = ()> + use<>,
+        oneshot::Receiver<Result<Connection, Error>>,
+        tokio::io::DuplexStream,
+    ) {
+        let (a, b) = tokio::io::duplex(64);
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let link = StreamLink::new(
+            a,
+            StreamCodec::new(&Framing::Raw, 1 << 16),
+            LinkInfo::new(TransportKind::Tcp, addr, addr),
+        );
+        let table = Arc::new(ConnectionTable::new(10));
+        let (tx, rx) = oneshot::channel();
+        let setup = ConnSetup {
+            link: LinkSource::Ready(Box::new(link)),
+            id: "x".into(),
+            domain: "d".into(),
+            protocol_name: Arc::from("echo"),
+            listen: None,
+            listener_id: None,
+            direction: super::super::Direction::Outbound,
+            options: Arc::new(Options::default()),
+            listener_stop: None,
+            shutdown: shutdown.clone(),
+            slot: table.reserve().unwrap(),
+            ready: Some(tx),
+            callback_budget: Duration::from_secs(1),
+            per_ip: None,
+        };
+        (run(Arc::new(crate::echo::Echo), Box::new(setup)), rx, b)
+    }
+
+    /// The node shuts down while the connection task is stuck in a write and a sender
+    /// waits for room in its full queue: the sender is released with an error at once
+    /// (the paused clock does not move), not when the write or its own wait times out
+    /// (30 s).
+    #[tokio::test(start_paused = true)]
+    async fn stop_during_a_blocked_write_releases_senders_waiting_for_room() {
+        let shutdown = CancellationToken::new();
+        let (task, ready, _peer) = blocked_conn(&shutdown);
+        let task = tokio::spawn(task);
+        let conn = ready.await.unwrap().unwrap();
+        // Larger than the pipe: the write blocks.
+        conn.send_async(Bytes::from(vec![0u8; 1 << 20])).unwrap();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let mut queued = 0;
+        while conn.send_async(Bytes::from_static(b"x")).is_ok() {
+            queued += 1;
+        }
+        assert!(queued > 0);
+        let c = conn.clone();
+        let waiting = tokio::spawn(async move { c.send(Bytes::from_static(b"y")).await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
+        shutdown.cancel();
+        let started = Instant::now();
+        let r = match tokio::time::timeout(Duration::from_secs(5), waiting).await {
+            Ok(r) => r.unwrap(),
+            Err(_) => panic!("the waiting sender was not released when the node shut down"),
+        };
+        assert!(matches!(r, Err(Error::NoProcess)), "{r:?}");
+        assert_eq!(started.elapsed(), Duration::ZERO, "the clock moved");
+        // The task still ends (the blocked write times out, the drain gives up).
+        tokio::time::timeout(Duration::from_secs(600), task)
+            .await
+            .expect("the connection task hung")
+            .unwrap();
+    }
 
     /// The connection task's future is allocated for every connection: keep it small
     /// (idle memory per connection). Deterministic: a size, not a time.

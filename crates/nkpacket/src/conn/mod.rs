@@ -324,6 +324,20 @@ impl Shared {
         cmd
     }
 
+    /// Seals the queue (the connection task is stopping): later pushes fail and senders
+    /// waiting for room are released with an error; commands already queued stay, to be
+    /// drained.
+    fn seal(&self) {
+        {
+            let mut q = self.queue.inner.lock();
+            if q.closed {
+                return;
+            }
+            q.closed = true;
+        }
+        self.queue.room.notify_waiters();
+    }
+
     /// Closes the queue (the connection task is ending): later pushes fail, and the
     /// commands still queued are dropped (their senders get [`Error::NoProcess`]).
     fn close(&self) {
@@ -411,6 +425,19 @@ impl Connection {
         // Cleared before the sources are looked at, so a signal that comes meanwhile is
         // not lost.
         self.shared.fired.load(Ordering::Acquire) && self.shared.fired.swap(false, Ordering::AcqRel)
+    }
+
+    /// Registers the task's waker and returns whether the `fired` flag is set, without
+    /// clearing it (connection task, busy writing: a source it watches may be ready; the
+    /// engine's loop still sees the flag).
+    pub(crate) fn watch_fired(&self, waker: &Waker) -> bool {
+        self.shared.task_waker.register(waker);
+        self.shared.fired.load(Ordering::Acquire)
+    }
+
+    /// Seals the command queue (connection task, stopping): see [`Shared::seal`].
+    pub(crate) fn seal_queue(&self) {
+        self.shared.seal()
     }
 
     /// Takes the next queued command (connection task).
