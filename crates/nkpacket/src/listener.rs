@@ -384,6 +384,8 @@ impl ListenerTask {
                     StopReason::Normal
                 });
             }
+            // The listener watches its monitor itself (its token is the node's child).
+            _ = monitor_ended(&self.monitor) => return Err(StopReason::Normal),
             _ = tokio::time::sleep(RESTART_DELAY) => {}
         }
         match rebind().await {
@@ -452,4 +454,79 @@ fn inbound_options(listener: &Options) -> Options {
     let mut o = listener.clone();
     o.monitor = None;
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    /// A listening socket that fails at once.
+    struct Ended(SocketAddr);
+
+    impl futures_core::Stream for Ended {
+        type Item = Result<Accepted, Error>;
+        fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Ready(None)
+        }
+    }
+
+    impl nkp_core::Listener for Ended {
+        fn local_addr(&self) -> SocketAddr {
+            self.0
+        }
+    }
+
+    /// The monitor ends while the listener waits to reopen its failed socket: it stops
+    /// at once, without reopening the socket (the monitor's child token ended that wait
+    /// before the listener watched its monitor itself).
+    #[tokio::test(start_paused = true)]
+    async fn monitor_ends_the_restart_delay() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let monitor = CancellationToken::new();
+        let mut options = Options::default();
+        options.monitor = Some(monitor.clone());
+        let rebound = Arc::new(AtomicBool::new(false));
+        let r = rebound.clone();
+        let rebind: Rebind = Arc::new(move || {
+            r.store(true, Ordering::SeqCst);
+            Box::pin(std::future::pending())
+        });
+        let start = ListenerStart {
+            id: "l".into(),
+            domain: "d".into(),
+            proto: ProtoRef::none(),
+            transport: TransportKind::Tcp,
+            listen_ip: addr.ip(),
+            options: Arc::new(options),
+            external_url: None,
+            socket: Box::new(Ended(addr)),
+            rebind: Some(rebind),
+            conns: Arc::new(ConnectionTable::new(10)),
+            shutdown: CancellationToken::new(),
+            callback_budget: Duration::from_secs(1),
+        };
+        let table = Arc::new(ListenerTable::default());
+        let handle = spawn(&table, start);
+        // The socket has failed; the listener waits before reopening it.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        monitor.cancel();
+        let t0 = tokio::time::Instant::now();
+        if tokio::time::timeout(Duration::from_secs(60), handle.stopped())
+            .await
+            .is_err()
+        {
+            panic!("the listener did not stop when its monitor ended");
+        }
+        assert!(
+            !rebound.load(Ordering::SeqCst),
+            "the socket was reopened after the monitor ended"
+        );
+        assert_eq!(t0.elapsed(), Duration::ZERO, "the clock moved");
+    }
 }
