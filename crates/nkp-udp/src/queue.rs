@@ -152,4 +152,74 @@ mod tests {
             Err(PushError::Closed(d)) if d == "x"
         ));
     }
+
+    /// A producer thread pushes while the link's task reads, registering its waker as a
+    /// datagram may be arriving, then the producer goes: every datagram that was queued
+    /// arrives, in order, and the stream ends (no lost wake-up, no hang).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stress_producer_thread_and_reader_task() {
+        const N: u32 = 200_000;
+        let (tx, mut rx) = queue(16);
+        let producer = std::thread::spawn(move || {
+            let mut queued = Vec::new();
+            for i in 0..N {
+                let mut d = Bytes::copy_from_slice(&i.to_be_bytes());
+                loop {
+                    match tx.try_push(d) {
+                        Ok(()) => {
+                            queued.push(i);
+                            break;
+                        }
+                        // Full: drop some, retry others (the listener drops them all).
+                        Err(PushError::Full) if i % 3 == 0 => break,
+                        Err(PushError::Full) => {
+                            std::thread::yield_now();
+                            d = Bytes::copy_from_slice(&i.to_be_bytes());
+                        }
+                        Err(PushError::Closed(_)) => panic!("receiver gone"),
+                    }
+                }
+            }
+            queued
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(d) = poll_fn(|cx| rx.poll_recv(cx)).await {
+                got.push(u32::from_be_bytes(d[..].try_into().unwrap()));
+            }
+            got
+        });
+        let got = match tokio::time::timeout(std::time::Duration::from_secs(120), reader).await {
+            Ok(r) => r.unwrap(),
+            Err(_) => panic!("hung: the reader did not see every datagram and the end"),
+        };
+        assert_eq!(got, producer.join().unwrap());
+    }
+
+    /// The link goes while the listener pushes: pushes fail with the datagram handed
+    /// back, never block, and nothing is kept queued.
+    #[test]
+    fn receiver_dropped_while_pushing() {
+        let (tx, rx) = queue(1 << 20);
+        let pusher = std::thread::spawn(move || {
+            let mut closed = 0u32;
+            for i in 0..100_000u32 {
+                if let Err(PushError::Closed(d)) =
+                    tx.try_push(Bytes::copy_from_slice(&i.to_be_bytes()))
+                {
+                    assert_eq!(d.len(), 4);
+                    closed += 1;
+                }
+            }
+            (closed, tx)
+        });
+        std::thread::yield_now();
+        drop(rx);
+        let (_, tx) = pusher.join().unwrap();
+        assert!(matches!(
+            tx.try_push(Bytes::from_static(b"z")),
+            Err(PushError::Closed(_))
+        ));
+        assert!(tx.0.inner.lock().items.is_empty());
+    }
 }
