@@ -1006,7 +1006,9 @@ impl<P: Protocol> Engine<P> {
                     None => None,
                 }
             }
-            Parse::Stop(r) => Some(r),
+            // A blocked parse is reported as such whatever it returned (a clock read on a
+            // rare path).
+            Parse::Stop(r) => self.check_budget(arrived, "parse").or(Some(r)),
         }
     }
 }
@@ -1160,6 +1162,78 @@ mod tests {
             .await
             .expect("the connection task hung")
             .unwrap();
+    }
+
+    /// A protocol whose `parse` blocks its thread, then asks to stop.
+    struct SlowStop(std::sync::Mutex<Option<oneshot::Sender<StopReason>>>);
+
+    impl Protocol for SlowStop {
+        type Message = Frame;
+        type State = ();
+        fn parse(&self, _: Frame, _: &ConnInfo, _: &mut ()) -> Parse<Frame> {
+            std::thread::sleep(Duration::from_millis(50));
+            Parse::Stop(StopReason::Normal)
+        }
+        fn encode(
+            &self,
+            m: Frame,
+            _: &ConnInfo,
+            _: &mut (),
+        ) -> Result<Frame, crate::protocol::EncodeError> {
+            Ok(m)
+        }
+        fn conn_stop(&self, reason: &StopReason, _: &ConnInfo, _: Option<()>) {
+            if let Some(tx) = self.0.lock().unwrap().take() {
+                let _ = tx.send(reason.clone());
+            }
+        }
+    }
+
+    /// A `parse` that blocked its thread longer than the budget stops the connection with
+    /// `Blocked("parse", _)` whatever it returned, `Parse::Stop` included (as before the
+    /// engine read the clock once for parse and encode).
+    #[tokio::test]
+    async fn blocked_parse_that_stops_is_reported_blocked() {
+        use tokio::io::AsyncWriteExt;
+        let (a, mut b) = tokio::io::duplex(64);
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let link = StreamLink::new(
+            a,
+            StreamCodec::new(&Framing::Raw, 1 << 16),
+            LinkInfo::new(TransportKind::Tcp, addr, addr),
+        );
+        let table = Arc::new(ConnectionTable::new(10));
+        let (tx, rx) = oneshot::channel();
+        let setup = ConnSetup {
+            link: LinkSource::Ready(Box::new(link)),
+            id: "x".into(),
+            domain: "d".into(),
+            protocol_name: Arc::from("slow"),
+            listen: None,
+            listener_id: None,
+            direction: super::super::Direction::Inbound,
+            options: Arc::new(Options::default()),
+            listener_stop: None,
+            shutdown: CancellationToken::new(),
+            slot: table.reserve().unwrap(),
+            ready: None,
+            callback_budget: Duration::from_millis(10),
+            per_ip: None,
+        };
+        let task = tokio::spawn(run(
+            Arc::new(SlowStop(std::sync::Mutex::new(Some(tx)))),
+            Box::new(setup),
+        ));
+        b.write_all(b"hello").await.unwrap();
+        let reason = tokio::time::timeout(Duration::from_secs(60), rx)
+            .await
+            .expect("the connection did not stop")
+            .unwrap();
+        assert!(
+            matches!(reason, StopReason::Blocked("parse", _)),
+            "{reason:?}"
+        );
+        task.await.unwrap();
     }
 
     /// The connection task's future is allocated for every connection: keep it small
