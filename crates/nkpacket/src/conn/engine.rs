@@ -1086,6 +1086,41 @@ mod tests {
     use crate::conn::table::ConnectionTable;
     use nkp_core::{Framing, LinkInfo, StreamCodec, StreamLink};
 
+    /// The set-up of a connection on one end of an in-memory pipe (raw framing), and the
+    /// pipe's other end.
+    fn pipe_setup(
+        direction: super::super::Direction,
+        shutdown: CancellationToken,
+        ready: Option<oneshot::Sender<Result<Connection, Error>>>,
+        callback_budget: Duration,
+    ) -> (ConnSetup, tokio::io::DuplexStream) {
+        let (a, b) = tokio::io::duplex(64);
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let link = StreamLink::new(
+            a,
+            StreamCodec::new(&Framing::Raw, 1 << 16),
+            LinkInfo::new(TransportKind::Tcp, addr, addr),
+        );
+        let table = Arc::new(ConnectionTable::new(10));
+        let setup = ConnSetup {
+            link: LinkSource::Ready(Box::new(link)),
+            id: "x".into(),
+            domain: "d".into(),
+            protocol_name: Arc::from("test"),
+            listen: None,
+            listener_id: None,
+            direction,
+            options: Arc::new(Options::default()),
+            listener_stop: None,
+            shutdown,
+            slot: table.reserve().unwrap(),
+            ready,
+            callback_budget,
+            per_ip: None,
+        };
+        (setup, b)
+    }
+
     /// A connection task on one end of an in-memory pipe whose other end never reads:
     /// its writes block once the pipe's buffer is full.
     fn blocked_conn(
@@ -1095,31 +1130,13 @@ mod tests {
         oneshot::Receiver<Result<Connection, Error>>,
         tokio::io::DuplexStream,
     ) {
-        let (a, b) = tokio::io::duplex(64);
-        let addr = "127.0.0.1:1".parse().unwrap();
-        let link = StreamLink::new(
-            a,
-            StreamCodec::new(&Framing::Raw, 1 << 16),
-            LinkInfo::new(TransportKind::Tcp, addr, addr),
-        );
-        let table = Arc::new(ConnectionTable::new(10));
         let (tx, rx) = oneshot::channel();
-        let setup = ConnSetup {
-            link: LinkSource::Ready(Box::new(link)),
-            id: "x".into(),
-            domain: "d".into(),
-            protocol_name: Arc::from("echo"),
-            listen: None,
-            listener_id: None,
-            direction: super::super::Direction::Outbound,
-            options: Arc::new(Options::default()),
-            listener_stop: None,
-            shutdown: shutdown.clone(),
-            slot: table.reserve().unwrap(),
-            ready: Some(tx),
-            callback_budget: Duration::from_secs(1),
-            per_ip: None,
-        };
+        let (setup, b) = pipe_setup(
+            super::super::Direction::Outbound,
+            shutdown.clone(),
+            Some(tx),
+            Duration::from_secs(1),
+        );
         (run(Arc::new(crate::echo::Echo), Box::new(setup)), rx, b)
     }
 
@@ -1195,31 +1212,13 @@ mod tests {
     #[tokio::test]
     async fn blocked_parse_that_stops_is_reported_blocked() {
         use tokio::io::AsyncWriteExt;
-        let (a, mut b) = tokio::io::duplex(64);
-        let addr = "127.0.0.1:1".parse().unwrap();
-        let link = StreamLink::new(
-            a,
-            StreamCodec::new(&Framing::Raw, 1 << 16),
-            LinkInfo::new(TransportKind::Tcp, addr, addr),
-        );
-        let table = Arc::new(ConnectionTable::new(10));
         let (tx, rx) = oneshot::channel();
-        let setup = ConnSetup {
-            link: LinkSource::Ready(Box::new(link)),
-            id: "x".into(),
-            domain: "d".into(),
-            protocol_name: Arc::from("slow"),
-            listen: None,
-            listener_id: None,
-            direction: super::super::Direction::Inbound,
-            options: Arc::new(Options::default()),
-            listener_stop: None,
-            shutdown: CancellationToken::new(),
-            slot: table.reserve().unwrap(),
-            ready: None,
-            callback_budget: Duration::from_millis(10),
-            per_ip: None,
-        };
+        let (setup, mut b) = pipe_setup(
+            super::super::Direction::Inbound,
+            CancellationToken::new(),
+            None,
+            Duration::from_millis(10),
+        );
         let task = tokio::spawn(run(
             Arc::new(SlowStop(std::sync::Mutex::new(Some(tx)))),
             Box::new(setup),
@@ -1240,30 +1239,12 @@ mod tests {
     /// (idle memory per connection). Deterministic: a size, not a time.
     #[tokio::test]
     async fn connection_task_future_stays_small() {
-        let (a, _b) = tokio::io::duplex(64);
-        let addr = "127.0.0.1:1".parse().unwrap();
-        let link = StreamLink::new(
-            a,
-            StreamCodec::new(&Framing::Raw, 1 << 16),
-            LinkInfo::new(TransportKind::Tcp, addr, addr),
+        let (setup, _b) = pipe_setup(
+            super::super::Direction::Inbound,
+            CancellationToken::new(),
+            None,
+            Duration::from_secs(1),
         );
-        let table = Arc::new(ConnectionTable::new(10));
-        let setup = ConnSetup {
-            link: LinkSource::Ready(Box::new(link)),
-            id: "x".into(),
-            domain: "d".into(),
-            protocol_name: Arc::from("echo"),
-            listen: None,
-            listener_id: None,
-            direction: super::super::Direction::Inbound,
-            options: Arc::new(Options::default()),
-            listener_stop: None,
-            shutdown: CancellationToken::new(),
-            slot: table.reserve().unwrap(),
-            ready: None,
-            callback_budget: Duration::from_secs(1),
-            per_ip: None,
-        };
         let fut = run(Arc::new(crate::echo::Echo), Box::new(setup));
         let size = std::mem::size_of_val(&fut);
         println!("connection task future: {size} bytes");
