@@ -377,18 +377,15 @@ impl ListenerTask {
         }
         self.restarts.push(now);
         tokio::select! {
-            _ = self.cancel.cancelled() => {
-                return Err(if self.shutdown.is_cancelled() {
-                    StopReason::Shutdown
-                } else {
-                    StopReason::Normal
-                });
-            }
-            // The listener watches its monitor itself (its token is the node's child).
-            _ = monitor_ended(&self.monitor) => return Err(StopReason::Normal),
+            r = stop_requested(&self.cancel, &self.shutdown, &self.monitor) => return Err(r),
             _ = tokio::time::sleep(RESTART_DELAY) => {}
         }
-        match rebind().await {
+        // Reopening may take a while (bind retries): a stop still ends it.
+        let reopened = tokio::select! {
+            r = stop_requested(&self.cancel, &self.shutdown, &self.monitor) => return Err(r),
+            r = rebind() => r,
+        };
+        match reopened {
             Ok(socket) => {
                 tracing::warn!(
                     restarts = self.restarts.len(),
@@ -456,6 +453,25 @@ fn inbound_options(listener: &Options) -> Options {
     o
 }
 
+/// Resolves when a listener that is not accepting is told to stop (its token, or its
+/// monitor, which it watches itself: its token is the node's child), with the reason.
+async fn stop_requested(
+    cancel: &CancellationToken,
+    shutdown: &CancellationToken,
+    monitor: &Option<CancellationToken>,
+) -> StopReason {
+    tokio::select! {
+        _ = cancel.cancelled() => {
+            if shutdown.is_cancelled() {
+                StopReason::Shutdown
+            } else {
+                StopReason::Normal
+            }
+        }
+        _ = monitor_ended(monitor) => StopReason::Normal,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,15 +496,13 @@ mod tests {
         }
     }
 
-    /// The monitor ends while the listener waits to reopen its failed socket: it stops
-    /// at once, without reopening the socket (the monitor's child token ended that wait
-    /// before the listener watched its monitor itself).
-    #[tokio::test(start_paused = true)]
-    async fn monitor_ends_the_restart_delay() {
+    /// A listener whose socket fails at once and whose `rebind` never completes (it notes
+    /// that it was called).
+    fn failing_listener(
+        options: Options,
+        shutdown: CancellationToken,
+    ) -> (ListenerHandle, Arc<AtomicBool>) {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let monitor = CancellationToken::new();
-        let mut options = Options::default();
-        options.monitor = Some(monitor.clone());
         let rebound = Arc::new(AtomicBool::new(false));
         let r = rebound.clone();
         let rebind: Rebind = Arc::new(move || {
@@ -506,11 +520,45 @@ mod tests {
             socket: Box::new(Ended(addr)),
             rebind: Some(rebind),
             conns: Arc::new(ConnectionTable::new(10)),
-            shutdown: CancellationToken::new(),
+            shutdown,
             callback_budget: Duration::from_secs(1),
         };
         let table = Arc::new(ListenerTable::default());
-        let handle = spawn(&table, start);
+        (spawn(&table, start), rebound)
+    }
+
+    /// The node shuts down while the listener is reopening its failed socket (a bind that
+    /// hangs, or retries): it stops at once, as `Shutdown`.
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_a_hanging_reopen() {
+        let shutdown = CancellationToken::new();
+        let (handle, rebound) = failing_listener(Options::default(), shutdown.clone());
+        // past the restart delay: the listener is now inside `rebind`
+        tokio::time::sleep(RESTART_DELAY + Duration::from_millis(10)).await;
+        assert!(
+            rebound.load(Ordering::SeqCst),
+            "the listener did not try to reopen"
+        );
+        shutdown.cancel();
+        let t0 = tokio::time::Instant::now();
+        if tokio::time::timeout(Duration::from_secs(60), handle.stopped())
+            .await
+            .is_err()
+        {
+            panic!("the listener did not stop while reopening its socket");
+        }
+        assert_eq!(t0.elapsed(), Duration::ZERO, "the clock moved");
+    }
+
+    /// The monitor ends while the listener waits to reopen its failed socket: it stops
+    /// at once, without reopening the socket (the monitor's child token ended that wait
+    /// before the listener watched its monitor itself).
+    #[tokio::test(start_paused = true)]
+    async fn monitor_ends_the_restart_delay() {
+        let monitor = CancellationToken::new();
+        let mut options = Options::default();
+        options.monitor = Some(monitor.clone());
+        let (handle, rebound) = failing_listener(options, CancellationToken::new());
         // The socket has failed; the listener waits before reopening it.
         for _ in 0..10 {
             tokio::task::yield_now().await;
