@@ -1253,8 +1253,10 @@ mod tests {
             std::mem::size_of::<Engine<crate::echo::Echo>>()
         );
         println!("command: {} bytes", std::mem::size_of::<Command>());
+        // 1 504 B today; an idle TCP connection has a 4 KiB budget in all (BENCHMARKS.md),
+        // so a task past 2 KiB would leave too little for the rest.
         assert!(
-            size <= 4096,
+            size <= 2048,
             "the connection task future grew to {size} bytes"
         );
     }
